@@ -1,0 +1,366 @@
+//! Accounts: email and password rules, Argon2id hashing, login tokens, and the
+//! guard against guessing passwords.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::config::Secret;
+
+/// Why an email or password is not acceptable; the text is shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Argon2 takes any length, but hashing megabytes per login attempt is a gift
+/// to anyone who wants to keep the cores busy.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Trims the email and checks that it looks like an address: one `@`, a
+/// non-empty local part, a domain with a dot, no spaces or control characters.
+pub fn normalise_email(raw: &str) -> Result<String, Invalid> {
+    let email = raw.trim();
+    let invalid = Invalid {
+        field: "email",
+        message: "Enter a valid email address, such as name@example.com.",
+    };
+    if email.is_empty() || email.len() > 254 {
+        return Err(invalid);
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(invalid);
+    };
+    let bad_char =
+        |c: char| c.is_whitespace() || c.is_control() || c == '@' || c == '<' || c == '>';
+    if local.is_empty()
+        || local.len() > 64
+        || domain.len() < 3
+        || local.chars().any(bad_char)
+        || domain.chars().any(bad_char)
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+        || domain
+            .chars()
+            .any(|c| !(c.is_alphanumeric() || c == '.' || c == '-'))
+    {
+        return Err(invalid);
+    }
+    Ok(email.to_owned())
+}
+
+pub fn check_password_rules(password: &str) -> Result<(), Invalid> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Invalid {
+            field: "password",
+            message: "The password must have at least 8 characters.",
+        });
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Invalid {
+            field: "password",
+            message: "The password must have at most 1024 bytes.",
+        });
+    }
+    Ok(())
+}
+
+/// OWASP's recommended Argon2id cost: 19 MiB of memory, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("constant Argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub fn hash_password_blocking(password: &Secret) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|err| anyhow::anyhow!("hashing the password: {err}"))
+}
+
+fn verify_password_blocking(password: &Secret, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A hash of a password nobody knows, verified against when the email is
+/// unknown so that an unknown email costs as much time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        hash_password_blocking(&Secret::new(uuid::Uuid::new_v4().to_string()))
+            .expect("hashing a random password")
+    })
+}
+
+/// Runs Argon2 on the blocking pool, at most one hash per core at a time, so
+/// that a burst of logins cannot starve every other request.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+}
+
+impl Hasher {
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            permits: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    pub async fn hash(&self, password: Secret) -> anyhow::Result<String> {
+        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        crate::blocking::run(move || hash_password_blocking(&password)).await
+    }
+
+    /// Checks a password against a stored hash, or against the decoy when the
+    /// account does not exist.
+    pub async fn verify(&self, password: Secret, hash: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        crate::blocking::run(move || match hash {
+            Some(hash) => verify_password_blocking(&password, &hash),
+            None => {
+                verify_password_blocking(&password, decoy_hash());
+                false
+            }
+        })
+        .await
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs and checks login tokens (HS256 only).
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token that was issued, with its expiry.
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Tokens {
+    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+        let mut validation = Validation::new(JwtAlgorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn issue(&self, user_id: i64) -> anyhow::Result<IssuedToken> {
+        let now = chrono::Utc::now();
+        let expires_at =
+            now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::hours(24));
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(JwtAlgorithm::HS256), &claims, &self.encoding)
+                .context("signing a token")?;
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at);
+        Ok(IssuedToken { token, expires_at })
+    }
+
+    /// The user id and expiry of a valid token; `None` for anything else.
+    pub fn check(&self, token: &str) -> Option<(i64, i64)> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        let user_id = data.claims.sub.parse().ok()?;
+        Some((user_id, data.claims.exp))
+    }
+}
+
+/// Reads the JWT secret from the data directory, or makes one (mode 0600).
+pub fn load_or_create_secret(data_dir: &std::path::Path) -> anyhow::Result<Secret> {
+    use std::io::Write;
+    let path = data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(Secret::new(existing));
+        }
+    }
+    let mut bytes = [0u8; 48];
+    rand::fill(&mut bytes);
+    let secret = hex::encode(bytes);
+    let tmp = data_dir.join("jwt-secret.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("saving {}", path.display()))?;
+    Ok(Secret::new(secret))
+}
+
+/// The window in which failed logins are counted.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+const MAX_FAILURES_PER_EMAIL: usize = 10;
+const MAX_FAILURES_PER_ADDRESS: usize = 50;
+
+/// Remembers failed logins per email and per client address, in memory.
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    by_email: Mutex<HashMap<String, Vec<Instant>>>,
+    by_address: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+fn recent(failures: &mut Vec<Instant>, now: Instant) {
+    failures.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+}
+
+impl LoginGuard {
+    /// `Some(wait)` when this email or address is locked out for `wait`.
+    pub fn locked(&self, email: &str, address: Option<IpAddr>) -> Option<Duration> {
+        let now = Instant::now();
+        let key = email.to_lowercase();
+        let wait = |failures: &mut Vec<Instant>, max: usize| {
+            recent(failures, now);
+            (failures.len() >= max).then(|| {
+                let last = failures.iter().max().copied().unwrap_or(now);
+                FAILURE_WINDOW.saturating_sub(now.duration_since(last))
+            })
+        };
+        let by_email = self
+            .by_email
+            .lock()
+            .get_mut(&key)
+            .and_then(|f| wait(f, MAX_FAILURES_PER_EMAIL));
+        let by_address = address.and_then(|ip| {
+            self.by_address
+                .lock()
+                .get_mut(&ip)
+                .and_then(|f| wait(f, MAX_FAILURES_PER_ADDRESS))
+        });
+        by_email.into_iter().chain(by_address).max()
+    }
+
+    pub fn record_failure(&self, email: &str, address: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut by_email = self.by_email.lock();
+        let failures = by_email.entry(email.to_lowercase()).or_default();
+        recent(failures, now);
+        failures.push(now);
+        drop(by_email);
+        if let Some(ip) = address {
+            let mut by_address = self.by_address.lock();
+            let failures = by_address.entry(ip).or_default();
+            recent(failures, now);
+            failures.push(now);
+        }
+    }
+
+    /// Forgets entries whose failures are all older than the window.
+    pub fn prune(&self) {
+        let now = Instant::now();
+        self.by_email.lock().retain(|_, f| {
+            recent(f, now);
+            !f.is_empty()
+        });
+        self.by_address.lock().retain(|_, f| {
+            recent(f, now);
+            !f.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_checked() {
+        assert_eq!(normalise_email("  a@b.io ").unwrap(), "a@b.io");
+        for bad in [
+            "", "a", "a@", "@b.io", "a b@c.io", "a@b", "a@.io", "a@b..io", "a@b.io.", "a@@b.io",
+        ] {
+            assert!(normalise_email(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let ours = Tokens::new(&Secret::new("a".repeat(40)), Duration::from_secs(60));
+        let theirs = Tokens::new(&Secret::new("b".repeat(40)), Duration::from_secs(60));
+        let token = theirs.issue(7).unwrap().token;
+        assert_eq!(ours.check(&token), None);
+        assert_eq!(theirs.check(&token).map(|(id, _)| id), Some(7));
+    }
+
+    #[test]
+    fn ten_failures_lock_an_email_but_not_another() {
+        let guard = LoginGuard::default();
+        for _ in 0..9 {
+            guard.record_failure("A@b.io", None);
+        }
+        assert!(guard.locked("a@b.io", None).is_none());
+        guard.record_failure("a@b.io", None);
+        let wait = guard
+            .locked("a@B.io", None)
+            .expect("locked after ten failures");
+        assert!(wait > Duration::from_secs(14 * 60) && wait <= FAILURE_WINDOW);
+        assert!(guard.locked("c@b.io", None).is_none());
+    }
+}

@@ -1,0 +1,536 @@
+//! One turn of a conversation: build the prompt, reserve tokens, call the
+//! provider, then store the messages, apply the reply's files and pack the
+//! workspace, settling the reservation with what the turn really cost.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::llm::{self, LlmError, PromptMessage, Role, tokenizer};
+use crate::metrics::{LlmLabels, ModelLabels};
+use crate::quota::{OverAllowance, utc_day};
+use crate::state::AppState;
+use crate::store::conversations::{Conversation, NewMessage};
+use crate::store::users::User;
+use crate::store::workspace_files::WorkspaceFile;
+use crate::store::{self, StoreError};
+use crate::workspace::{self, Limits, Staging};
+
+/// A conversation's title: the start of its first message, on one line.
+pub fn title_of(message: &str) -> String {
+    let line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut title: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        title.push('…');
+    }
+    title
+}
+
+/// Caps how many turns one user may have waiting on the provider at once.
+#[derive(Debug)]
+pub struct TurnGate {
+    max: usize,
+    in_flight: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+/// Held while a turn runs; lets the next one in when dropped.
+#[derive(Debug)]
+pub struct TurnTicket {
+    user_id: i64,
+    in_flight: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl TurnGate {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            in_flight: Arc::default(),
+        }
+    }
+
+    pub fn enter(&self, user_id: i64) -> Option<TurnTicket> {
+        let mut in_flight = self.in_flight.lock();
+        let count = in_flight.entry(user_id).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(TurnTicket {
+            user_id,
+            in_flight: Arc::clone(&self.in_flight),
+        })
+    }
+}
+
+impl Drop for TurnTicket {
+    fn drop(&mut self) {
+        let mut in_flight = self.in_flight.lock();
+        if let Some(count) = in_flight.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// What a turn needs to know.
+pub struct TurnInput {
+    pub user: User,
+    pub conversation: Conversation,
+    pub message: String,
+    pub model: String,
+    pub deltas: llm::DeltaSink,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArtifactInfo {
+    pub zip_id: String,
+    pub files_changed: Vec<String>,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    pub message_id: String,
+    pub reply: String,
+    pub llm_model: String,
+    pub usage: TurnUsage,
+    pub artifact: Option<ArtifactInfo>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("over the daily allowance")]
+    OverAllowance(OverAllowance),
+    #[error("too many turns at once")]
+    Busy,
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Tokens of an agent's system prompt, counted once per prompt text.
+fn system_prompt_tokens(text: &str) -> u64 {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<String, u64>>> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(n) = cache.lock().get(text) {
+        return *n;
+    }
+    let n = tokenizer::count(text);
+    cache.lock().insert(text.to_owned(), n);
+    n
+}
+
+/// Workspace files that fit the context budget are inlined; the rest listed.
+fn describe_workspace(
+    files: &[magdi_testgen::SourceFile],
+    all: &[WorkspaceFile],
+    budget: u64,
+) -> (String, u64) {
+    if all.is_empty() {
+        return (String::new(), 0);
+    }
+    let mut text = String::from("The workspace holds these files.\n\n");
+    let mut used = 0u64;
+    let mut inlined = std::collections::HashSet::new();
+    for file in files {
+        let tokens = tokenizer::count(&file.content);
+        if used + tokens > budget {
+            continue;
+        }
+        used += tokens;
+        inlined.insert(file.path.as_str());
+        let fence = llm::builtin::fence_for(&file.content);
+        let _ = writeln!(
+            text,
+            "{fence} path={}\n{}\n{fence}\n",
+            file.path,
+            file.content.trim_end_matches('\n')
+        );
+    }
+    let listed: Vec<&WorkspaceFile> = all
+        .iter()
+        .filter(|f| !inlined.contains(f.path.as_str()))
+        .collect();
+    if !listed.is_empty() {
+        text.push_str("Files not shown (over the context budget, binary, or generated):\n");
+        for file in listed {
+            let _ = writeln!(text, "- {} ({} bytes)", file.path, file.size);
+        }
+    }
+    let tokens = tokenizer::count(&text);
+    (text, tokens)
+}
+
+/// Runs one turn to the end.
+pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome, TurnError> {
+    let TurnInput {
+        user,
+        conversation,
+        message,
+        model,
+        deltas,
+    } = input;
+    let settings = &state.settings;
+    let _ticket = state
+        .turns_in_flight
+        .enter(user.id)
+        .ok_or(TurnError::Busy)?;
+    let agent = state
+        .catalog
+        .category(&conversation.category)
+        .and_then(|c| c.find_agent(Some(&conversation.assistant_id), None))
+        .ok_or_else(|| anyhow::anyhow!("the conversation's agent is no longer in the catalog"))?
+        .clone();
+
+    // The prompt: system prompt and workspace, history, then the new message.
+    let conversation_id = conversation.id.clone();
+    let history_budget = u64::from(settings.context_tokens);
+    let (history, manifest) = state
+        .store
+        .read(move |conn| {
+            Ok((
+                store::conversations::recent_history(conn, &conversation_id, history_budget)?,
+                store::workspace_files::list(conn, &conversation_id)?,
+            ))
+        })
+        .await?;
+    let workspace_dir = workspace::workspace_dir(&settings.data_dir, &conversation.id);
+    let context_budget = u64::from(settings.context_tokens);
+    let system_prompt = agent.system_prompt.clone();
+    let user_message = message.clone();
+    let manifest_for_prompt = manifest.clone();
+    let (messages, prompt_tokens, message_tokens, workspace_texts) =
+        crate::blocking::run(move || {
+            let texts = if manifest_for_prompt.is_empty() {
+                Vec::new()
+            } else {
+                workspace::read_text_files(
+                    &workspace_dir,
+                    &manifest_for_prompt,
+                    1024 * 1024,
+                    64 * 1024 * 1024,
+                )
+            };
+            let (workspace_text, workspace_tokens) =
+                describe_workspace(&texts, &manifest_for_prompt, context_budget);
+            let mut system = system_prompt;
+            if !workspace_text.is_empty() {
+                system.push_str("\n\n");
+                system.push_str(&workspace_text);
+            }
+            let system_tokens = system_prompt_tokens(&agent.system_prompt) + workspace_tokens;
+            let message_tokens = tokenizer::count(&user_message);
+            let mut prompt_tokens =
+                system_tokens + message_tokens + tokenizer::PER_MESSAGE_OVERHEAD * 2;
+            let mut messages = vec![PromptMessage {
+                role: Role::System,
+                content: system,
+            }];
+            for m in &history {
+                let role = if m.role == "assistant" {
+                    Role::Assistant
+                } else {
+                    Role::User
+                };
+                prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;
+                messages.push(PromptMessage {
+                    role,
+                    content: m.content.clone(),
+                });
+            }
+            messages.push(PromptMessage {
+                role: Role::User,
+                content: user_message,
+            });
+            (messages, prompt_tokens, message_tokens, texts)
+        })
+        .await;
+
+    // Reserve before calling anyone, so parallel turns cannot overspend.
+    let now = state.quota.clock.now();
+    let day = utc_day(now);
+    if !state.quota.knows(user.id, &day) {
+        let (user_id, day_for_read) = (user.id, day.clone());
+        let settled = state
+            .store
+            .read(move |conn| store::usage::tokens_on(conn, user_id, &day_for_read))
+            .await?;
+        state.quota.seed(user.id, &day, settled);
+    }
+    let limit = user.daily_token_limit.unwrap_or(settings.daily_token_limit);
+    let reservation = state
+        .quota
+        .reserve(
+            user.id,
+            &day,
+            limit,
+            prompt_tokens,
+            u64::from(settings.max_output_tokens),
+        )
+        .map_err(TurnError::OverAllowance)?;
+
+    let request = llm::Request {
+        model: model.clone(),
+        messages,
+        max_tokens: settings.max_output_tokens,
+        offline: llm::OfflineContext {
+            category: conversation.category.clone(),
+            agent_name: conversation.agent_name.clone(),
+            workspace: workspace_texts,
+        },
+    };
+    let provider = state.providers.provider_name(&model);
+    let started = Instant::now();
+    let outcome = state.providers.complete(request, deltas).await;
+    state
+        .metrics
+        .llm_duration
+        .get_or_create(&ModelLabels {
+            provider: provider.to_owned(),
+            model: model.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let outcome_label = match &outcome {
+        Ok(_) => "ok",
+        Err(err) => err.outcome(),
+    };
+    state
+        .metrics
+        .llm_requests
+        .get_or_create(&LlmLabels {
+            provider: provider.to_owned(),
+            model: model.clone(),
+            outcome: outcome_label.to_owned(),
+        })
+        .inc();
+
+    let created_at = crate::time::rfc3339(now);
+    let user_message_id = uuid::Uuid::new_v4().to_string();
+    let reply = match outcome {
+        Ok(reply) => reply,
+        Err(err) => {
+            // Keep the user's message, with why the turn failed; charge nothing.
+            drop(reservation);
+            let failed = NewMessage {
+                id: user_message_id,
+                role: "user",
+                content: message,
+                content_tokens: message_tokens,
+                llm_model: Some(model),
+                prompt_tokens: None,
+                completion_tokens: None,
+                usage_raw: None,
+                error: Some(err.to_string()),
+                created_at,
+            };
+            let conversation_id = conversation.id.clone();
+            if let Err(store_err) = state
+                .store
+                .write(move |conn| {
+                    store::conversations::append_messages(conn, &conversation_id, &[failed])
+                })
+                .await
+            {
+                tracing::error!(error = %store_err, "recording a failed turn");
+            }
+            return Err(TurnError::Llm(err));
+        }
+    };
+
+    // Count what the provider did not report.
+    let reply_text = reply.text;
+    let reported = reply.usage;
+    let (reply_tokens, usage) = {
+        let text = reply_text.clone();
+        let reported = reported.clone();
+        crate::blocking::run(move || {
+            let reply_tokens = tokenizer::count(&text);
+            let usage = match &reported {
+                Some(u) => TurnUsage {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                },
+                None => TurnUsage {
+                    prompt_tokens,
+                    completion_tokens: reply_tokens,
+                },
+            };
+            (reply_tokens, usage)
+        })
+        .await
+    };
+
+    // Apply the reply's files and pack the workspace, before any row names them.
+    let blocks = workspace::file_blocks(&reply_text);
+    let artifact = if blocks.is_empty() {
+        None
+    } else {
+        apply_reply_files(state, &conversation.id, blocks, &manifest).await?
+    };
+
+    let assistant_message_id = uuid::Uuid::new_v4().to_string();
+    let rows = vec![
+        NewMessage {
+            id: user_message_id,
+            role: "user",
+            content: message,
+            content_tokens: message_tokens,
+            llm_model: Some(model.clone()),
+            prompt_tokens: None,
+            completion_tokens: None,
+            usage_raw: None,
+            error: None,
+            created_at: created_at.clone(),
+        },
+        NewMessage {
+            id: assistant_message_id.clone(),
+            role: "assistant",
+            content: reply_text.clone(),
+            content_tokens: reply_tokens,
+            llm_model: Some(model.clone()),
+            prompt_tokens: Some(usage.prompt_tokens),
+            completion_tokens: Some(usage.completion_tokens),
+            usage_raw: reported.and_then(|u| u.raw).map(|raw| raw.to_string()),
+            error: None,
+            created_at: crate::time::now_rfc3339(),
+        },
+    ];
+    let conversation_id = conversation.id.clone();
+    let user_id = user.id;
+    let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
+    let model_for_row = model.clone();
+    let artifact_row = artifact.as_ref().map(|(info, placed)| {
+        (
+            store::artifacts::Artifact {
+                zip_id: info.zip_id.clone(),
+                conversation_id: conversation.id.clone(),
+                seq: 0,
+                size: info.size,
+                files_changed: info.files_changed.clone(),
+                disposable: false,
+                created_at: created_at.clone(),
+            },
+            placed.clone(),
+        )
+    });
+    let write = state
+        .store
+        .write(move |conn| {
+            store::conversations::append_messages(conn, &conversation_id, &rows)?;
+            store::usage::add(conn, user_id, &day, &model_for_row, prompt, completion)?;
+            if let Some((mut artifact, placed)) = artifact_row {
+                store::workspace_files::upsert(
+                    conn,
+                    &conversation_id,
+                    &placed,
+                    &artifact.created_at,
+                )?;
+                store::artifacts::insert(conn, &mut artifact)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(err) = write {
+        if let Some((info, _)) = &artifact {
+            let _ = std::fs::remove_file(crate::artifacts::artifact_path(
+                &settings.data_dir,
+                &info.zip_id,
+            ));
+        }
+        return Err(err.into());
+    }
+    reservation.settle(prompt + completion);
+
+    state.metrics.count_tokens(&model, prompt, completion);
+    if let Some((info, _)) = &artifact {
+        state.metrics.artifacts.inc();
+        state.metrics.artifact_bytes.inc_by(info.size);
+    }
+    Ok(TurnOutcome {
+        message_id: assistant_message_id,
+        reply: reply_text,
+        llm_model: model,
+        usage,
+        artifact: artifact.map(|(info, _)| info),
+    })
+}
+
+/// Writes the reply's file blocks into the workspace and packs it. Blocks with
+/// a refused path are skipped (the reply still stands); returns nothing when
+/// no file changed.
+async fn apply_reply_files(
+    state: &AppState,
+    conversation_id: &str,
+    blocks: Vec<workspace::FileBlock>,
+    manifest_before: &[WorkspaceFile],
+) -> Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>, TurnError> {
+    let settings = &state.settings;
+    let lock = state.workspace_locks.for_conversation(conversation_id);
+    let _guard = lock.lock().await;
+    let data_dir = settings.data_dir.clone();
+    let limits = Limits {
+        max_file_bytes: settings.max_upload_bytes,
+        max_request_bytes: settings.max_workspace_bytes,
+        max_workspace_bytes: settings.max_workspace_bytes,
+    };
+    let id = conversation_id.to_owned();
+    // The manifest may have changed since the prompt was built (an upload).
+    let current = {
+        let id = id.clone();
+        state
+            .store
+            .read(move |conn| store::workspace_files::list(conn, &id))
+            .await?
+    };
+    let _ = manifest_before;
+    let zip_id = crate::artifacts::new_zip_id();
+    let outcome = crate::blocking::run(move || -> anyhow::Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>> {
+        let mut staging = Staging::new(&data_dir, limits)?;
+        let known: HashMap<&str, &str> = current.iter().map(|f| (f.path.as_str(), f.sha256.as_str())).collect();
+        for block in &blocks {
+            let Ok(path) = workspace::safe_relative_path(&block.path) else {
+                tracing::warn!(path = %block.path, "a reply proposed a file outside the workspace; skipped");
+                continue;
+            };
+            let sha = {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(block.content.as_bytes()))
+            };
+            if known.get(path.as_str()) == Some(&sha.as_str()) {
+                continue;
+            }
+            if let Err(err) = staging.add_bytes(&path, block.content.as_bytes()) {
+                tracing::warn!(path = %path, error = %err, "a file proposed by a reply was not written");
+            }
+        }
+        if staging.is_empty() {
+            return Ok(None);
+        }
+        let workspace_dir = workspace::workspace_dir(&data_dir, &id);
+        let placed = staging.commit(&workspace_dir, &current)?;
+        let files_changed: Vec<String> = placed.iter().map(|f| f.path.clone()).collect();
+        let mut all: HashMap<String, WorkspaceFile> = current.into_iter().map(|f| (f.path.clone(), f)).collect();
+        for file in &placed {
+            all.insert(file.path.clone(), file.clone());
+        }
+        let all: Vec<WorkspaceFile> = all.into_values().collect();
+        let size = crate::artifacts::build_zip(&data_dir, &id, &all, &zip_id)?;
+        Ok(Some((ArtifactInfo { zip_id, files_changed, size }, placed)))
+    })
+    .await?;
+    Ok(outcome)
+}

@@ -1,0 +1,42 @@
+//! Bearer authentication: a valid token whose user still exists and is enabled.
+
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
+use super::error::ApiError;
+use crate::state::AppState;
+use crate::store::users::{self, User};
+
+/// The signed-in user.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_token")]
+pub struct BearerAuth(pub User);
+
+async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::internal("state missing"))?;
+    let Some((user_id, _expires)) = state.tokens.check(&bearer.token) else {
+        return Err(ApiError::unauthorized().into());
+    };
+    let user = state
+        .store
+        .read(move |conn| users::by_id(conn, user_id))
+        .await;
+    match user {
+        Ok(user) if !user.disabled => Ok(user),
+        Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ApiError::unauthorized().into()),
+        Err(err) => Err(ApiError::from(err).into()),
+    }
+}
+
+impl BearerAuth {
+    /// Checks an optional `user_id` from a body or query against the token's.
+    pub fn check_user_id(&self, user_id: Option<i64>) -> Result<&User, ApiError> {
+        match user_id {
+            Some(id) if id != self.0.id => Err(ApiError::forbidden_user()),
+            _ => Ok(&self.0),
+        }
+    }
+}

@@ -1,0 +1,787 @@
+//! Conversations: start, upload, chat, end, list and read.
+
+use std::time::Duration;
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::web::sse::{Event, SSE};
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use super::agents::{agent_model, unknown_category};
+use super::auth::BearerAuth;
+use super::error::ApiError;
+use super::form::{ChatForm, Form, UploadForm};
+use crate::conversation::{TurnError, TurnInput, TurnOutcome, run_turn};
+use crate::llm::LlmError;
+use crate::state::AppState;
+use crate::store::conversations::Conversation;
+use crate::store::workspace_files::WorkspaceFile;
+use crate::store::{self, StoreError};
+use crate::workspace;
+
+pub struct ConversationsApi;
+
+#[derive(Debug, Object)]
+pub struct StartRequest {
+    /// Optional: the token says who you are. If given, it must be yours.
+    pub user_id: Option<i64>,
+    /// Optional: the category's default agent when left out.
+    pub assistant_id: Option<String>,
+    pub category: String,
+    /// Optional: must agree with `assistant_id` when both are given.
+    pub agent_name: Option<String>,
+    /// Optional: the agent's default model when left out.
+    pub llm_model: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct StartResponse {
+    pub conversation_id: String,
+    pub category: String,
+    pub assistant_id: String,
+    pub agent_name: String,
+    pub llm_model: String,
+    /// `active`.
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct FileInfo {
+    /// Path relative to the workspace root.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl From<WorkspaceFile> for FileInfo {
+    fn from(f: WorkspaceFile) -> Self {
+        Self {
+            path: f.path,
+            size: f.size,
+            sha256: f.sha256,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct UploadResponse {
+    pub conversation_id: String,
+    /// What this request stored (a zip's entries, not the zip).
+    pub files: Vec<FileInfo>,
+    /// Files now in the workspace.
+    pub workspace_files: u64,
+    /// Bytes now in the workspace.
+    pub workspace_bytes: u64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ArtifactRef {
+    pub zip_id: String,
+    pub files_changed: Vec<String>,
+    pub size: u64,
+    pub download_url: String,
+}
+
+/// The answer to a turn; the final `done` event of a stream carries the same.
+#[derive(Debug, Clone, Object)]
+pub struct ChatResponse {
+    pub conversation_id: String,
+    pub message_id: String,
+    pub reply: String,
+    /// The reply as sanitised HTML, for display.
+    pub reply_html: String,
+    pub llm_model: String,
+    pub usage: Usage,
+    /// The ZIP of the workspace when the reply changed files, else null.
+    pub artifact: Option<ArtifactRef>,
+}
+
+#[derive(Debug, Object)]
+pub struct EndRequest {
+    pub conversation_id: String,
+}
+
+#[derive(Debug, Object)]
+pub struct EndResponse {
+    pub conversation_id: String,
+    /// `ended`.
+    pub status: String,
+    pub ended_at: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub category: String,
+    pub agent_name: String,
+    pub llm_model: String,
+    pub status: String,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+    /// The start of the first message.
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+    /// Pass as `before` for the next page; null on the last page.
+    pub next_before: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct MessageInfo {
+    pub message_id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    /// The content as sanitised HTML, for display.
+    pub content_html: String,
+    pub llm_model: Option<String>,
+    pub usage: Option<Usage>,
+    pub created_at: String,
+    /// Why the turn failed, on a user message whose turn failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct ArtifactInfo {
+    pub zip_id: String,
+    pub size: u64,
+    pub files_changed: Vec<String>,
+    pub disposable: bool,
+    pub created_at: String,
+    pub download_url: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ConversationDetail {
+    pub conversation_id: String,
+    pub category: String,
+    pub assistant_id: String,
+    pub agent_name: String,
+    pub llm_model: String,
+    pub status: String,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+    pub messages: Vec<MessageInfo>,
+    pub workspace: Vec<FileInfo>,
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+pub fn download_url(zip_id: &str) -> String {
+    format!("/api/download?zip_id={zip_id}")
+}
+
+/// A conversation id from a client: a UUID, kept in its canonical form.
+fn parse_conversation_id(raw: Option<&str>) -> Result<String, ApiError> {
+    let raw = raw
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("bad_request", "The field conversation_id is required.")
+        })?;
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_conversation_id",
+                "The conversation_id is not a UUID.",
+            )
+        })
+}
+
+async fn owned_conversation(
+    state: &AppState,
+    id: &str,
+    user_id: i64,
+) -> Result<Conversation, ApiError> {
+    let id = id.to_owned();
+    match state
+        .store
+        .read(move |conn| store::conversations::owned(conn, &id, user_id))
+        .await
+    {
+        Ok(c) => Ok(c),
+        Err(StoreError::NotFound) => Err(ApiError::conversation_not_found()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn ended() -> ApiError {
+    ApiError::bad_request(
+        "conversation_ended",
+        "The conversation has ended; start a new one.",
+    )
+}
+
+/// Moves a form's staged files into the conversation's workspace.
+async fn store_uploads(
+    state: &AppState,
+    conversation_id: &str,
+    form: Form,
+) -> Result<(Vec<WorkspaceFile>, u64, u64), ApiError> {
+    let lock = state.workspace_locks.for_conversation(conversation_id);
+    let _guard = lock.lock().await;
+    let id = conversation_id.to_owned();
+    let current = state
+        .store
+        .read(move |conn| store::workspace_files::list(conn, &id))
+        .await?;
+    let Form {
+        staging,
+        uploaded_bytes,
+        ..
+    } = form;
+    if staging.is_empty() {
+        let bytes = current.iter().map(|f| f.size).sum();
+        return Ok((Vec::new(), current.len() as u64, bytes));
+    }
+    let dir = workspace::workspace_dir(&state.settings.data_dir, conversation_id);
+    let current_for_commit = current.clone();
+    let placed = crate::blocking::run(move || staging.commit(&dir, &current_for_commit)).await?;
+
+    let id = conversation_id.to_owned();
+    let rows = placed.clone();
+    let now = crate::time::now_rfc3339();
+    state
+        .store
+        .write(move |conn| {
+            store::workspace_files::upsert(conn, &id, &rows, &now)?;
+            store::conversations::touch(conn, &id, &now)
+        })
+        .await?;
+    state.metrics.upload_bytes.inc_by(uploaded_bytes);
+
+    let mut all: std::collections::BTreeMap<String, u64> =
+        current.into_iter().map(|f| (f.path, f.size)).collect();
+    for file in &placed {
+        all.insert(file.path.clone(), file.size);
+    }
+    Ok((placed, all.len() as u64, all.values().sum()))
+}
+
+fn chat_response(conversation_id: String, outcome: TurnOutcome) -> ChatResponse {
+    let usage = Usage {
+        prompt_tokens: outcome.usage.prompt_tokens,
+        completion_tokens: outcome.usage.completion_tokens,
+        total_tokens: outcome.usage.prompt_tokens + outcome.usage.completion_tokens,
+    };
+    ChatResponse {
+        conversation_id,
+        message_id: outcome.message_id,
+        reply_html: crate::markdown::to_html(&outcome.reply),
+        reply: outcome.reply,
+        llm_model: outcome.llm_model,
+        usage,
+        artifact: outcome.artifact.map(|a| ArtifactRef {
+            download_url: download_url(&a.zip_id),
+            zip_id: a.zip_id,
+            files_changed: a.files_changed,
+            size: a.size,
+        }),
+    }
+}
+
+fn turn_error(state: &AppState, err: TurnError) -> ApiError {
+    match err {
+        TurnError::OverAllowance(over) => {
+            state.metrics.rate_limited.inc();
+            let reset_at = crate::time::rfc3339(over.reset_at);
+            let wait = (over.reset_at - state.quota.clock.now())
+                .num_seconds()
+                .max(1) as u64;
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "You have used your daily allowance of {} tokens; it resets at {reset_at}.",
+                    over.limit
+                ),
+            );
+            err.body.limit = Some(over.limit);
+            err.body.used = Some(over.used);
+            err.body.reset_at = Some(reset_at);
+            err.retry_after = Some(wait);
+            err
+        }
+        TurnError::Busy => {
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_turns",
+                "You already have several turns waiting for the model; wait for one to finish.",
+            );
+            err.retry_after = Some(1);
+            err
+        }
+        TurnError::Llm(LlmError::Timeout(message)) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!("The model provider timed out: {message}."),
+        ),
+        TurnError::Llm(LlmError::Upstream { message, .. }) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("The model provider failed: {message}."),
+        ),
+        TurnError::Store(err) => err.into(),
+        TurnError::Internal(err) => err.into(),
+    }
+}
+
+/// `/chat` answers JSON, or Server-Sent Events when the client asks for them.
+pub enum ChatAnswer {
+    Json(ChatResponse),
+    Stream(Response),
+}
+
+impl IntoResponse for ChatAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Json(body) => poem::web::Json(body.to_json()).into_response(),
+            Self::Stream(response) => response,
+        }
+    }
+}
+
+impl ApiResponse for ChatAnswer {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The reply. With `Accept: text/event-stream`: `delta` events carrying \
+                              `{\"text\"}`, then one `done` event carrying this object (or an \
+                              `error` event carrying the error shape).",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: "application/json",
+                        schema: ChatResponse::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "text/event-stream",
+                        schema: String::schema_ref(),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ChatResponse::register(registry);
+    }
+}
+
+fn wants_stream(request: &poem::Request) -> bool {
+    request
+        .header("accept")
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+#[OpenApi(tag = "ApiTags::Conversations")]
+impl ConversationsApi {
+    /// Start a conversation with an agent.
+    #[oai(
+        path = "/start_conversation",
+        method = "post",
+        operation_id = "start_conversation"
+    )]
+    async fn start(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        body: Json<StartRequest>,
+    ) -> Result<Json<StartResponse>, ApiError> {
+        let user = auth.check_user_id(body.user_id)?;
+        let category = state
+            .catalog
+            .category(&body.category)
+            .ok_or_else(|| unknown_category(&body.category))?;
+        let agent = category
+            .find_agent(body.assistant_id.as_deref(), body.agent_name.as_deref())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "unknown_agent",
+                    format!(
+                        "That agent is not in the category {}; see GET /categories.",
+                        category.category
+                    ),
+                )
+            })?;
+        let model = match body
+            .llm_model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            Some(model) if state.providers.offers(model) => model.to_owned(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "unknown_model",
+                    "This server does not offer that model; see GET /models.",
+                ));
+            }
+            None => agent_model(&state, agent),
+        };
+        let now = crate::time::now_rfc3339();
+        let conversation = Conversation {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: user.id,
+            category: category.category.clone(),
+            assistant_id: agent.assistant_id.clone(),
+            agent_name: agent.agent_name.clone(),
+            llm_model: model,
+            status: "active".into(),
+            title: None,
+            created_at: now,
+            ended_at: None,
+        };
+        let row = conversation.clone();
+        state
+            .store
+            .write(move |conn| store::conversations::insert(conn, &row))
+            .await?;
+        state.metrics.active_conversations.inc();
+        tracing::info!(user.id = user.id, conversation.id = %conversation.id, agent = %conversation.agent_name, "conversation started");
+        Ok(Json(StartResponse {
+            conversation_id: conversation.id,
+            category: conversation.category,
+            assistant_id: conversation.assistant_id,
+            agent_name: conversation.agent_name,
+            llm_model: conversation.llm_model,
+            status: conversation.status,
+            created_at: conversation.created_at,
+        }))
+    }
+
+    /// Upload files (or a zip, unpacked) into a conversation's workspace.
+    #[oai(
+        path = "/conversation/upload",
+        method = "post",
+        operation_id = "upload"
+    )]
+    async fn upload(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        form: UploadForm,
+    ) -> Result<Json<UploadResponse>, ApiError> {
+        let form = form.0;
+        let user_id = auth.check_user_id(form.integer("user_id")?)?.id;
+        let conversation_id = parse_conversation_id(form.text("conversation_id"))?;
+        let conversation = owned_conversation(&state, &conversation_id, user_id).await?;
+        if !conversation.is_active() {
+            return Err(ended());
+        }
+        let (placed, count, bytes) = store_uploads(&state, &conversation_id, form).await?;
+        Ok(Json(UploadResponse {
+            conversation_id,
+            files: placed.into_iter().map(FileInfo::from).collect(),
+            workspace_files: count,
+            workspace_bytes: bytes,
+        }))
+    }
+
+    /// Send a message to the conversation's agent (multipart/form-data, always).
+    ///
+    /// Files in `files[]` are stored first, as `/conversation/upload` does.
+    /// File blocks in the reply (a fenced block whose info string has
+    /// `path=...`) are written to the workspace, and the workspace becomes a
+    /// downloadable ZIP.
+    #[oai(path = "/chat", method = "post", operation_id = "chat")]
+    async fn chat(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        request: &poem::Request,
+        form: ChatForm,
+    ) -> Result<ChatAnswer, ApiError> {
+        let form = form.0;
+        let user = auth.check_user_id(form.integer("user_id")?)?.clone();
+        let message = form.text("message").unwrap_or_default().to_owned();
+        if message.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "The field message is required and must not be empty.",
+            ));
+        }
+        let conversation_id = parse_conversation_id(form.text("conversation_id"))?;
+        let conversation = owned_conversation(&state, &conversation_id, user.id).await?;
+        if let Some(category) = form
+            .text("category")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            && category != conversation.category
+        {
+            return Err(ApiError::bad_request(
+                "category_mismatch",
+                format!(
+                    "This conversation is in the category {}, not {category}.",
+                    conversation.category
+                ),
+            ));
+        }
+        if !conversation.is_active() {
+            return Err(ended());
+        }
+        let model = match form
+            .text("llm_model")
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            Some(model) if state.providers.offers(model) => model.to_owned(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "unknown_model",
+                    "This server does not offer that model; see GET /models.",
+                ));
+            }
+            None => conversation.llm_model.clone(),
+        };
+        if !form.staging.is_empty() {
+            store_uploads(&state, &conversation_id, form).await?;
+        }
+
+        if !wants_stream(request) {
+            let input = TurnInput {
+                user,
+                conversation,
+                message,
+                model,
+                deltas: None,
+            };
+            let outcome = run_turn(&state, input)
+                .await
+                .map_err(|err| turn_error(&state, err))?;
+            return Ok(ChatAnswer::Json(chat_response(conversation_id, outcome)));
+        }
+
+        // Streamed: the turn runs in its own task, so that it completes and is
+        // stored even if the client goes away.
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let state = state.0.clone();
+        let input = TurnInput {
+            user,
+            conversation,
+            message,
+            model,
+            deltas: Some(sender),
+        };
+        let turn = tokio::spawn(async move {
+            let outcome = run_turn(&state, input).await;
+            outcome
+                .map(|o| chat_response(conversation_id, o))
+                .map_err(|err| turn_error(&state, err))
+        });
+        let events = async_stream::stream! {
+            while let Some(text) = receiver.recv().await {
+                yield Event::message(serde_json::json!({ "text": text }).to_string()).event_type("delta");
+            }
+            let last = match turn.await {
+                Ok(Ok(answer)) => Event::message(answer.to_json().map(|v| v.to_string()).unwrap_or_default()).event_type("done"),
+                Ok(Err(err)) => Event::message(serde_json::to_string(&err.body).unwrap_or_default()).event_type("error"),
+                Err(_) => Event::message(r#"{"error":"internal_error","message":"The turn failed on the server."}"#).event_type("error"),
+            };
+            yield last;
+        };
+        let mut response = SSE::new(events)
+            .keep_alive(Duration::from_secs(15))
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert("cache-control", "no-cache".parse().expect("static header"));
+        headers.insert("x-accel-buffering", "no".parse().expect("static header"));
+        Ok(ChatAnswer::Stream(response))
+    }
+
+    /// End a conversation. Ending twice is fine.
+    #[oai(
+        path = "/end_conversation",
+        method = "post",
+        operation_id = "end_conversation"
+    )]
+    async fn end(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        body: Json<EndRequest>,
+    ) -> Result<Json<EndResponse>, ApiError> {
+        let conversation_id = parse_conversation_id(Some(&body.conversation_id))?;
+        let user_id = auth.0.id;
+        let id = conversation_id.clone();
+        let now = crate::time::now_rfc3339();
+        let was_active = owned_conversation(&state, &conversation_id, user_id)
+            .await?
+            .is_active();
+        let conversation = match state
+            .store
+            .write(move |conn| store::conversations::end(conn, &id, user_id, &now))
+            .await
+        {
+            Ok(c) => c,
+            Err(StoreError::NotFound) => return Err(ApiError::conversation_not_found()),
+            Err(err) => return Err(err.into()),
+        };
+        if was_active {
+            state.metrics.active_conversations.dec();
+        }
+        Ok(Json(EndResponse {
+            conversation_id,
+            status: conversation.status,
+            ended_at: conversation.ended_at.unwrap_or_default(),
+        }))
+    }
+
+    /// Your conversations, newest first.
+    #[oai(
+        path = "/conversations",
+        method = "get",
+        operation_id = "list_conversations"
+    )]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        /// How many to return, 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+        /// Only conversations created before this time (RFC 3339); use `next_before`.
+        before: Query<Option<String>>,
+    ) -> Result<Json<ConversationList>, ApiError> {
+        let limit = limit.0.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "limit must be between 1 and 100.",
+            ));
+        }
+        let before = match before.0.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+            None => None,
+            Some(text) => Some(crate::time::rfc3339(crate::time::parse(text).ok_or_else(
+                || {
+                    ApiError::bad_request(
+                        "bad_request",
+                        "before must be an RFC 3339 time, such as 2026-01-31T12:00:00Z.",
+                    )
+                },
+            )?)),
+        };
+        let user_id = auth.0.id;
+        let page = limit as u32;
+        // One more than asked tells whether another page follows.
+        let mut rows = state
+            .store
+            .read(move |conn| {
+                store::conversations::list(conn, user_id, before.as_deref(), page + 1)
+            })
+            .await?;
+        let more = rows.len() > page as usize;
+        rows.truncate(page as usize);
+        let next_before = if more {
+            rows.last().map(|c| c.created_at.clone())
+        } else {
+            None
+        };
+        Ok(Json(ConversationList {
+            conversations: rows
+                .into_iter()
+                .map(|c| ConversationSummary {
+                    conversation_id: c.id,
+                    category: c.category,
+                    agent_name: c.agent_name,
+                    llm_model: c.llm_model,
+                    status: c.status,
+                    created_at: c.created_at,
+                    ended_at: c.ended_at,
+                    title: c.title,
+                })
+                .collect(),
+            next_before,
+        }))
+    }
+
+    /// One conversation with its messages, workspace and artifacts.
+    #[oai(
+        path = "/conversations/:conversation_id",
+        method = "get",
+        operation_id = "get_conversation"
+    )]
+    async fn get(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        conversation_id: Path<String>,
+    ) -> Result<Json<ConversationDetail>, ApiError> {
+        let id = parse_conversation_id(Some(&conversation_id.0))?;
+        let conversation = owned_conversation(&state, &id, auth.0.id).await?;
+        let (messages, files, artifacts) = state
+            .store
+            .read(move |conn| {
+                Ok((
+                    store::conversations::messages(conn, &id)?,
+                    store::workspace_files::list(conn, &id)?,
+                    store::artifacts::of_conversation(conn, &id)?,
+                ))
+            })
+            .await?;
+        let messages = crate::blocking::run(move || {
+            messages
+                .into_iter()
+                .map(|m| MessageInfo {
+                    content_html: crate::markdown::to_html(&m.content),
+                    usage: match (m.prompt_tokens, m.completion_tokens) {
+                        (Some(p), Some(c)) => Some(Usage {
+                            prompt_tokens: p,
+                            completion_tokens: c,
+                            total_tokens: p + c,
+                        }),
+                        _ => None,
+                    },
+                    message_id: m.id,
+                    role: m.role,
+                    content: m.content,
+                    llm_model: m.llm_model,
+                    created_at: m.created_at,
+                    error: m.error,
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        Ok(Json(ConversationDetail {
+            conversation_id: conversation.id,
+            category: conversation.category,
+            assistant_id: conversation.assistant_id,
+            agent_name: conversation.agent_name,
+            llm_model: conversation.llm_model,
+            status: conversation.status,
+            created_at: conversation.created_at,
+            ended_at: conversation.ended_at,
+            messages,
+            workspace: files.into_iter().map(FileInfo::from).collect(),
+            artifacts: artifacts
+                .into_iter()
+                .map(|a| ArtifactInfo {
+                    download_url: download_url(&a.zip_id),
+                    zip_id: a.zip_id,
+                    size: a.size,
+                    files_changed: a.files_changed,
+                    disposable: a.disposable,
+                    created_at: a.created_at,
+                })
+                .collect(),
+        }))
+    }
+}

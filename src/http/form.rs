@@ -1,0 +1,256 @@
+//! Multipart forms for `/chat` and `/conversation/upload`, read as they
+//! arrive: files go straight to a staging folder on disk, with every size
+//! limit checked while reading, so nothing is ever held whole in memory.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use poem::web::Multipart;
+use poem::{FromRequest, Request, RequestBody};
+use poem_openapi::registry::{MetaRequest, Registry};
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use tokio::io::AsyncReadExt;
+
+use super::error::ApiError;
+use crate::state::AppState;
+use crate::workspace::{Limits, Staging, WorkspaceError};
+
+/// A form's text fields and its staged files.
+pub struct Form {
+    pub fields: HashMap<String, String>,
+    pub staging: Staging,
+    pub uploaded_bytes: u64,
+}
+
+impl Form {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    /// An optional integer field; present but not a number is a 400.
+    pub fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.text(name).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(value) => value.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "bad_request",
+                    format!("The field {name} must be a whole number."),
+                )
+            }),
+        }
+    }
+}
+
+/// Text fields larger than this are refused; `message` may be larger.
+const MAX_FIELD_BYTES: u64 = 4 * 1024;
+const MAX_MESSAGE_BYTES: u64 = 1024 * 1024;
+const WRITE_BATCH: usize = 256 * 1024;
+
+fn is_file_field(name: &str) -> bool {
+    name == "files[]" || name == "files"
+}
+
+async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiError> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::internal("state missing"))?
+        .clone();
+    let settings = &state.settings;
+    let is_multipart = req
+        .content_type()
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::bad_request(
+            "multipart_required",
+            "This route takes multipart/form-data (even without files), not JSON or another body.",
+        ));
+    }
+    let limits = Limits {
+        max_file_bytes: settings.max_upload_bytes,
+        max_request_bytes: settings.max_request_bytes,
+        max_workspace_bytes: settings.max_workspace_bytes,
+    };
+    if let Some(length) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limits.max_request_bytes + 64 * 1024
+    {
+        return Err(ApiError::too_large(format!(
+            "The upload is larger than the limit of {} MiB per request.",
+            limits.max_request_bytes / crate::config::MIB
+        )));
+    }
+
+    let mut multipart = <Multipart as FromRequest>::from_request(req, body)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request("bad_request", "The multipart form could not be read.")
+        })?;
+    let data_dir = settings.data_dir.clone();
+    let mut staging = crate::blocking::run(move || Staging::new(&data_dir, limits)).await?;
+    let mut fields = HashMap::new();
+    let mut uploaded = 0u64;
+    let broken = || {
+        ApiError::bad_request(
+            "bad_request",
+            "The multipart form is malformed or was cut off.",
+        )
+    };
+
+    while let Some(field) = multipart.next_field().await.map_err(|_| broken())? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        if is_file_field(&name) {
+            let Some(file_name) = file_name.filter(|n: &String| !n.trim().is_empty()) else {
+                // An empty file input sends a part with no name and no bytes.
+                let mut rest = Vec::new();
+                field
+                    .into_async_read()
+                    .take(1)
+                    .read_to_end(&mut rest)
+                    .await
+                    .map_err(|_| broken())?;
+                if rest.is_empty() {
+                    continue;
+                }
+                return Err(ApiError::bad_request(
+                    "invalid_upload",
+                    "Every file needs a file name.",
+                ));
+            };
+            let mut reader = field.into_async_read();
+            let (tmp, mut writer) = staging.begin_file()?;
+            let mut buffer = Vec::with_capacity(WRITE_BATCH);
+            let mut too_large = false;
+            loop {
+                buffer.clear();
+                let n = (&mut reader)
+                    .take(WRITE_BATCH as u64)
+                    .read_to_end(&mut buffer)
+                    .await
+                    .map_err(|_| broken())?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = std::mem::take(&mut buffer);
+                let (returned_writer, returned_chunk, outcome) = crate::blocking::run(move || {
+                    let outcome = writer.write_chunk(&chunk);
+                    (writer, chunk, outcome)
+                })
+                .await;
+                writer = returned_writer;
+                buffer = returned_chunk;
+                match outcome {
+                    Ok(()) => uploaded += n as u64,
+                    Err(WorkspaceError::TooLarge(_)) => {
+                        too_large = true;
+                        break;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            if too_large {
+                return Err(staging.too_large_message(&file_name).into());
+            }
+            staging = crate::blocking::run(move || {
+                let outcome = staging.finish_file(&file_name, tmp, writer);
+                outcome.map(|()| staging)
+            })
+            .await?;
+        } else {
+            let cap = if name == "message" {
+                MAX_MESSAGE_BYTES
+            } else {
+                MAX_FIELD_BYTES
+            };
+            let mut value = Vec::new();
+            field
+                .into_async_read()
+                .take(cap + 1)
+                .read_to_end(&mut value)
+                .await
+                .map_err(|_| broken())?;
+            if value.len() as u64 > cap {
+                return Err(ApiError::too_large(format!(
+                    "The field {name} is longer than {cap} bytes."
+                )));
+            }
+            let value = String::from_utf8(value).map_err(|_| {
+                ApiError::bad_request(
+                    "bad_request",
+                    format!("The field {name} is not UTF-8 text."),
+                )
+            })?;
+            fields.insert(name, value);
+        }
+    }
+    Ok(Form {
+        fields,
+        staging,
+        uploaded_bytes: uploaded,
+    })
+}
+
+/// Documents the `/chat` form in the OpenAPI spec; the form is read by hand.
+#[derive(poem_openapi::Multipart)]
+#[allow(dead_code, reason = "only describes the form in the OpenAPI document")]
+pub struct ChatFormDoc {
+    /// Optional: the token says who you are. If given, it must be yours.
+    user_id: Option<i64>,
+    /// The conversation's category.
+    category: String,
+    /// What you say to the agent.
+    message: String,
+    /// The conversation (a UUID).
+    conversation_id: String,
+    /// Use this model for this turn only.
+    llm_model: Option<String>,
+    /// Files to put into the workspace first; a `.zip` is unpacked. `files` works too.
+    #[oai(rename = "files[]")]
+    files: Vec<Upload>,
+}
+
+/// Documents the `/conversation/upload` form in the OpenAPI spec.
+#[derive(poem_openapi::Multipart)]
+#[allow(dead_code, reason = "only describes the form in the OpenAPI document")]
+pub struct UploadFormDoc {
+    /// Optional: the token says who you are. If given, it must be yours.
+    user_id: Option<i64>,
+    /// The conversation (a UUID).
+    conversation_id: String,
+    /// Files to put into the workspace; a `.zip` is unpacked. `files` works too.
+    #[oai(rename = "files[]")]
+    files: Vec<Upload>,
+}
+
+/// A form read by hand, documented in the spec as `D` describes it.
+pub struct FormOf<D>(pub Form, PhantomData<D>);
+
+impl<'a, D: ApiExtractor<'a>> ApiExtractor<'a> for FormOf<D> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        D::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        D::request_meta()
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match read_form(request, body).await {
+            Ok(form) => Ok(Self(form, PhantomData)),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+pub type ChatForm = FormOf<ChatFormDoc>;
+pub type UploadForm = FormOf<UploadFormDoc>;

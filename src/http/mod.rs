@@ -1,0 +1,227 @@
+//! The HTTP edge: one poem-openapi API per area, the JSON error shape on every
+//! answer, metrics and logs per request, security headers, and the web UI.
+
+mod accounts;
+mod agents;
+mod artifacts;
+mod auth;
+mod conversations;
+pub mod error;
+mod form;
+mod system;
+mod ui;
+mod usage;
+
+use std::time::Instant;
+
+use poem::http::{HeaderValue, Method};
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::metrics::{HttpLabels, RouteLabels};
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Accounts and sign-in.
+    Accounts,
+    /// Agent categories and agents.
+    Agents,
+    /// Conversations, uploads and chat.
+    Conversations,
+    /// Downloading what agents produced.
+    Artifacts,
+    /// Token usage and the daily allowance.
+    Usage,
+    /// Version, health and metrics.
+    System,
+}
+
+type Apis = (
+    accounts::AccountsApi,
+    agents::AgentsApi,
+    conversations::ConversationsApi,
+    artifacts::ArtifactsApi,
+    usage::UsageApi,
+    system::SystemApi,
+);
+
+fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            accounts::AccountsApi,
+            agents::AgentsApi,
+            conversations::ConversationsApi,
+            artifacts::ArtifactsApi,
+            usage::UsageApi,
+            system::SystemApi,
+        ),
+        "Magdi",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Magdi is a self-hosted backend for AI QA agents. Sign up, pick an agent, upload your \
+         project, chat with the agent, and download what it produced as a ZIP. Every error is \
+         JSON: {\"error\": code, \"message\": sentence}.",
+    )
+    .server("/")
+}
+
+/// The OpenAPI document, as `magdi openapi` prints and `/openapi.json` serves.
+pub fn openapi_document(yaml: bool) -> String {
+    let service = service();
+    if yaml {
+        service.spec_yaml()
+    } else {
+        service.spec()
+    }
+}
+
+/// The whole application as one endpoint.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let cors_origins = state.settings.cors_origins.clone();
+    let route = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs);
+
+    let cors = (!cors_origins.is_empty()).then(|| {
+        cors_origins
+            .iter()
+            .fold(Cors::new(), |cors, origin| {
+                cors.allow_origin(origin.as_str())
+            })
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(["authorization", "content-type", "accept"])
+    });
+
+    route
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .around(limit_body)
+        .around(ui::files_first)
+        .catch_all_error(|err| async move { error::to_json(err) })
+        .around(observe)
+        .data(state)
+        .into_endpoint()
+}
+
+/// JSON routes take at most this much; uploads and chat have their own limits.
+const MAX_JSON_BODY: u64 = 1024 * 1024;
+
+async fn limit_body<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let path = req.uri().path();
+    let is_form = path == "/chat" || path == "/conversation/upload";
+    if !is_form
+        && let Some(length) = req
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+        && length > MAX_JSON_BODY
+    {
+        return Err(error::ApiError::too_large("The request body is larger than 1 MiB.").into());
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// The route template of a matched request, `{name}` style; bounded labels.
+fn route_label(response: &Response) -> String {
+    match response.data::<poem::PathPattern>() {
+        Some(pattern) => pattern
+            .0
+            .split('/')
+            .map(|part| match part.strip_prefix(':') {
+                Some(name) => format!("{{{name}}}"),
+                None => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => "unmatched".to_owned(),
+    }
+}
+
+/// Metrics, one log line per request, and the headers every answer carries.
+async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let state = req.data::<AppState>().cloned();
+    let mut response = match next.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(err) => error::to_json(err),
+    };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let mut route = route_label(&response);
+    if route == "unmatched" && (path == "/" || ui::is_ui_file(&path)) {
+        route = "/{ui_file}".into();
+    } else if path.starts_with("/docs") {
+        route = "/docs".into();
+    }
+
+    if let Some(state) = state {
+        state
+            .metrics
+            .http_requests
+            .get_or_create(&HttpLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        state
+            .metrics
+            .http_duration
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+    let quiet = route == "/healthz" || route.starts_with("/metrics");
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(http.method = %method, http.route = %route, status, latency_ms, "request failed");
+    } else if quiet {
+        tracing::debug!(http.method = %method, http.route = %route, status, latency_ms, "request");
+    } else {
+        tracing::info!(http.method = %method, http.route = %route, status, latency_ms, "request");
+    }
+
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers
+        .entry("x-frame-options")
+        .or_insert(HeaderValue::from_static("DENY"));
+    Ok(response)
+}
+
+/// Recomputes the gauges that come from the database.
+pub async fn refresh_gauges(state: &AppState) {
+    let today = crate::quota::utc_day(state.quota.clock.now());
+    let counts = state
+        .store
+        .read(move |conn| {
+            Ok((
+                crate::store::conversations::count_active(conn)?,
+                crate::store::usage::total_on(conn, &today)?,
+            ))
+        })
+        .await;
+    match counts {
+        Ok((active, tokens)) => {
+            state.metrics.active_conversations.set(active);
+            state
+                .metrics
+                .tokens_today
+                .set(i64::try_from(tokens).unwrap_or(i64::MAX));
+        }
+        Err(err) => tracing::warn!(error = %err, "refreshing gauges"),
+    }
+}

@@ -1,0 +1,205 @@
+//! Anthropic's Messages API.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::openai::read_body;
+use super::sse::Parser;
+use super::{DeltaSink, LlmError, Reply, ReportedUsage, Request, Role, next_chunk, send};
+use crate::config::Secret;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+const API_VERSION: &str = "2023-06-01";
+
+#[derive(Debug, Clone)]
+pub struct Anthropic {
+    http: reqwest::Client,
+    base_url: String,
+    key: Option<Secret>,
+    idle: Duration,
+}
+
+impl Anthropic {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: String,
+        key: Option<Secret>,
+        idle: Duration,
+    ) -> Self {
+        let base_url = base_url
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
+        Self {
+            http,
+            base_url,
+            key,
+            idle,
+        }
+    }
+
+    fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let builder = builder.header("anthropic-version", API_VERSION);
+        match &self.key {
+            Some(key) => builder.header("x-api-key", key.expose()),
+            None => builder,
+        }
+    }
+
+    pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        let builder = self.request(self.http.get(format!("{}/v1/models", self.base_url)));
+        let mut response = send(builder, self.idle).await?;
+        let body = read_body(&mut response, self.idle).await?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|_| LlmError::upstream(None, "the model server's model list was not JSON"))?;
+        Ok(value["data"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub async fn complete(&self, request: Request, deltas: DeltaSink) -> Result<Reply, LlmError> {
+        let stream = deltas.is_some();
+        let system: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .collect();
+        let body = json!({
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "system": system.join("\n\n"),
+            "messages": messages,
+            "stream": stream,
+        });
+        let builder = self.request(
+            self.http
+                .post(format!("{}/v1/messages", self.base_url))
+                .json(&body),
+        );
+        let mut response = send(builder, self.idle).await?;
+        let is_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_stream {
+            read_stream(&mut response, self.idle, &deltas).await
+        } else {
+            let body = read_body(&mut response, self.idle).await?;
+            let reply = parse_message(&body)?;
+            super::send_in_pieces(&reply.text, &deltas);
+            Ok(reply)
+        }
+    }
+}
+
+fn usage_of(usage: &Value) -> Option<ReportedUsage> {
+    let input = usage["input_tokens"].as_u64()?;
+    let output = usage["output_tokens"].as_u64().unwrap_or(0);
+    Some(ReportedUsage {
+        prompt_tokens: input,
+        completion_tokens: output,
+        raw: Some(usage.clone()),
+    })
+}
+
+pub fn parse_message(body: &[u8]) -> Result<Reply, LlmError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| LlmError::upstream(None, "the model server's answer was not valid JSON"))?;
+    let blocks = value["content"]
+        .as_array()
+        .ok_or_else(|| LlmError::upstream(None, "the model server's answer had no content"))?;
+    let text: String = blocks
+        .iter()
+        .filter(|b| b["type"] == "text")
+        .filter_map(|b| b["text"].as_str())
+        .collect();
+    Ok(Reply {
+        text,
+        usage: usage_of(&value["usage"]),
+    })
+}
+
+async fn read_stream(
+    response: &mut reqwest::Response,
+    idle: Duration,
+    deltas: &DeltaSink,
+) -> Result<Reply, LlmError> {
+    let mut parser = Parser::new();
+    let mut text = String::new();
+    let mut input_tokens = None;
+    let mut output_tokens = 0;
+    let mut raw = serde_json::Map::new();
+    let mut stopped = false;
+    while !stopped {
+        let Some(chunk) = next_chunk(response, idle).await? else {
+            break;
+        };
+        let events = parser
+            .push(&chunk)
+            .map_err(|err| LlmError::upstream(None, err.to_string()))?;
+        for event in events {
+            let value: Value = serde_json::from_str(&event.data).map_err(|_| {
+                LlmError::upstream(None, "the model server sent an unreadable stream event")
+            })?;
+            match value["type"].as_str().unwrap_or(event.event.as_str()) {
+                "message_start" => {
+                    let usage = &value["message"]["usage"];
+                    input_tokens = usage["input_tokens"].as_u64();
+                    if let Some(map) = usage.as_object() {
+                        raw.extend(map.clone());
+                    }
+                }
+                "content_block_delta" => {
+                    if let Some(delta) = value["delta"]["text"].as_str() {
+                        text.push_str(delta);
+                        if let Some(sink) = deltas {
+                            let _ = sink.send(delta.to_owned());
+                        }
+                    }
+                }
+                "message_delta" => {
+                    if let Some(out) = value["usage"]["output_tokens"].as_u64() {
+                        output_tokens = out;
+                        raw.insert("output_tokens".into(), out.into());
+                    }
+                }
+                "message_stop" => stopped = true,
+                "error" => {
+                    tracing::warn!(detail = %value["error"]["message"], "the model server reported an error mid-stream");
+                    return Err(LlmError::upstream(
+                        None,
+                        "the model server reported an error while answering",
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    if !stopped {
+        return Err(LlmError::upstream(
+            None,
+            "the model server's stream ended before the reply was complete",
+        ));
+    }
+    let usage = input_tokens.map(|input| ReportedUsage {
+        prompt_tokens: input,
+        completion_tokens: output_tokens,
+        raw: Some(Value::Object(raw)),
+    });
+    Ok(Reply { text, usage })
+}

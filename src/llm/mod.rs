@@ -1,0 +1,306 @@
+//! Providers: where a turn's reply comes from. `openai` and `anthropic` talk to
+//! model servers over HTTP; `builtin` answers offline.
+
+pub mod anthropic;
+pub mod builtin;
+pub mod openai;
+pub mod sse;
+pub mod tokenizer;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::{ProviderKind, Settings};
+
+/// One message of the prompt.
+#[derive(Debug, Clone)]
+pub struct PromptMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+/// What the offline model reads instead of a prompt: the category and the
+/// workspace's text files.
+#[derive(Debug, Clone, Default)]
+pub struct OfflineContext {
+    pub category: String,
+    pub agent_name: String,
+    pub workspace: Vec<magdi_testgen::SourceFile>,
+}
+
+/// A request for one reply.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub model: String,
+    pub messages: Vec<PromptMessage>,
+    pub max_tokens: u32,
+    pub offline: OfflineContext,
+}
+
+/// Token counts as the provider reported them, with the raw JSON kept.
+#[derive(Debug, Clone, Default)]
+pub struct ReportedUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub raw: Option<serde_json::Value>,
+}
+
+/// A finished reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub text: String,
+    /// `None` when the provider reported no usage; the caller counts then.
+    pub usage: Option<ReportedUsage>,
+}
+
+/// Why a provider call failed. Never shown with secrets or raw bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{message}")]
+    Upstream {
+        status: Option<u16>,
+        message: String,
+    },
+}
+
+impl LlmError {
+    pub fn upstream(status: Option<u16>, message: impl Into<String>) -> Self {
+        Self::Upstream {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The `outcome` label of the provider metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Upstream { .. } => "error",
+        }
+    }
+}
+
+/// Where deltas of a streamed reply go; `None` when nobody listens.
+pub type DeltaSink = Option<mpsc::UnboundedSender<String>>;
+
+/// The configured provider, plus the offline model which is always offered.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    pub kind: ProviderKind,
+    remote: Option<Remote>,
+    pub models: Vec<String>,
+    pub default_model: String,
+}
+
+#[derive(Debug, Clone)]
+enum Remote {
+    OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
+}
+
+/// The name of the offline model.
+pub const BUILTIN_MODEL: &str = "builtin";
+
+impl Providers {
+    /// Builds the provider from settings; asks an OpenAI-compatible server for
+    /// its models when none were given.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.llm_connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("magdi/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let base_url = settings.llm_base_url.clone().unwrap_or_default();
+        let key = settings.llm_api_key.clone();
+        let idle = settings.llm_idle_timeout;
+        let remote = match settings.provider {
+            ProviderKind::Builtin => None,
+            ProviderKind::Openai => Some(Remote::OpenAi(openai::OpenAi::new(
+                http, base_url, key, idle,
+            ))),
+            ProviderKind::Anthropic => {
+                let base_url = if base_url.is_empty() {
+                    anthropic::DEFAULT_BASE_URL.to_owned()
+                } else {
+                    base_url
+                };
+                Some(Remote::Anthropic(anthropic::Anthropic::new(
+                    http, base_url, key, idle,
+                )))
+            }
+        };
+
+        let mut models = settings.models.clone();
+        if models.is_empty() {
+            models = match &remote {
+                None => Vec::new(),
+                Some(Remote::OpenAi(p)) => match p.list_models().await {
+                    Ok(found) => found,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not read the provider's models; only the offline model is offered until --models is given");
+                        Vec::new()
+                    }
+                },
+                Some(Remote::Anthropic(p)) => p.list_models().await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "could not read the provider's models");
+                    Vec::new()
+                }),
+            };
+        }
+        if !models.iter().any(|m| m == BUILTIN_MODEL) {
+            models.push(BUILTIN_MODEL.to_owned());
+        }
+        let default_model = match &settings.default_model {
+            Some(model) => {
+                if !models.contains(model) {
+                    models.insert(0, model.clone());
+                }
+                model.clone()
+            }
+            None => models[0].clone(),
+        };
+        Ok(Self {
+            kind: settings.provider,
+            remote,
+            models,
+            default_model,
+        })
+    }
+
+    pub fn offers(&self, model: &str) -> bool {
+        self.models.iter().any(|m| m == model)
+    }
+
+    /// The provider's name for metrics and logs, for a given model.
+    pub fn provider_name(&self, model: &str) -> &'static str {
+        if model == BUILTIN_MODEL || self.remote.is_none() {
+            "builtin"
+        } else {
+            self.kind.name()
+        }
+    }
+
+    /// Asks for a reply. With `deltas`, text is sent there as it arrives.
+    pub async fn complete(&self, request: Request, deltas: DeltaSink) -> Result<Reply, LlmError> {
+        if request.model == BUILTIN_MODEL {
+            return Ok(builtin::complete(request, deltas).await);
+        }
+        match &self.remote {
+            None => Ok(builtin::complete(request, deltas).await),
+            Some(Remote::OpenAi(p)) => p.complete(request, deltas).await,
+            Some(Remote::Anthropic(p)) => p.complete(request, deltas).await,
+        }
+    }
+}
+
+/// Reads the next chunk of a response body, giving up after `idle` of silence.
+pub(crate) async fn next_chunk(
+    response: &mut reqwest::Response,
+    idle: Duration,
+) -> Result<Option<bytes::Bytes>, LlmError> {
+    match tokio::time::timeout(idle, response.chunk()).await {
+        Err(_) => Err(LlmError::Timeout(format!(
+            "the model server sent nothing for {} seconds",
+            idle.as_secs()
+        ))),
+        Ok(Err(err)) => Err(LlmError::upstream(
+            None,
+            format!("the model server's answer broke off: {}", plain(&err)),
+        )),
+        Ok(Ok(chunk)) => Ok(chunk),
+    }
+}
+
+/// Sends a request, mapping connection failures and timeouts to `LlmError`.
+pub(crate) async fn send(
+    builder: reqwest::RequestBuilder,
+    idle: Duration,
+) -> Result<reqwest::Response, LlmError> {
+    let response = match tokio::time::timeout(idle, builder.send()).await {
+        Err(_) => {
+            return Err(LlmError::Timeout(format!(
+                "the model server did not answer within {} seconds",
+                idle.as_secs()
+            )));
+        }
+        Ok(Err(err)) if err.is_connect() && err.is_timeout() => {
+            return Err(LlmError::Timeout(
+                "connecting to the model server timed out".into(),
+            ));
+        }
+        Ok(Err(err)) if err.is_timeout() => {
+            return Err(LlmError::Timeout("the model server timed out".into()));
+        }
+        Ok(Err(err)) => {
+            return Err(LlmError::upstream(
+                None,
+                format!("could not reach the model server: {}", plain(&err)),
+            ));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    if !status.is_success() {
+        // Read a little of the body for the log, never for the client.
+        let mut response = response;
+        let detail = next_chunk(&mut response, idle)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let detail = String::from_utf8_lossy(&detail[..detail.len().min(300)]).into_owned();
+        tracing::warn!(status = status.as_u16(), detail = %detail, "the model server refused the request");
+        return Err(LlmError::upstream(
+            Some(status.as_u16()),
+            format!("the model server answered with status {}", status.as_u16()),
+        ));
+    }
+    Ok(response)
+}
+
+/// A reqwest error without the URL, which may carry a key in its query.
+fn plain(err: &reqwest::Error) -> String {
+    let mut message = err.to_string();
+    if let Some(url) = err.url() {
+        message = message.replace(url.as_str(), "the model server");
+    }
+    if err.is_connect() {
+        return "connection refused or unreachable".into();
+    }
+    message
+}
+
+/// Splits a finished reply into deltas for the offline model's stream.
+pub(crate) fn send_in_pieces(text: &str, deltas: &DeltaSink) {
+    let Some(sink) = deltas else { return };
+    let mut piece = String::new();
+    for word in text.split_inclusive(' ') {
+        piece.push_str(word);
+        if piece.len() >= 48 {
+            let _ = sink.send(std::mem::take(&mut piece));
+        }
+    }
+    if !piece.is_empty() {
+        let _ = sink.send(piece);
+    }
+}

@@ -1,0 +1,227 @@
+//! Any OpenAI-compatible Chat Completions server: OpenAI, Ollama's /v1, vLLM,
+//! llama.cpp's server, LM Studio, LiteLLM, OpenRouter and others.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::sse::Parser;
+use super::{DeltaSink, LlmError, Reply, ReportedUsage, Request, next_chunk, send};
+use crate::config::Secret;
+
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    http: reqwest::Client,
+    base_url: String,
+    key: Option<Secret>,
+    idle: Duration,
+}
+
+impl OpenAi {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: String,
+        key: Option<Secret>,
+        idle: Duration,
+    ) -> Self {
+        Self {
+            http,
+            base_url,
+            key,
+            idle,
+        }
+    }
+
+    fn authorised(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => builder.bearer_auth(key.expose()),
+            None => builder,
+        }
+    }
+
+    /// The model ids the server lists at `GET /models`.
+    pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        let request = self.authorised(self.http.get(format!("{}/models", self.base_url)));
+        let mut response = send(request, self.idle).await?;
+        let body = read_body(&mut response, self.idle).await?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|_| LlmError::upstream(None, "the model server's model list was not JSON"))?;
+        let mut models: Vec<String> = value["data"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        models.sort();
+        Ok(models)
+    }
+
+    pub async fn complete(&self, request: Request, deltas: DeltaSink) -> Result<Reply, LlmError> {
+        let stream = deltas.is_some();
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .collect();
+        let mut body = json!({
+            "model": request.model,
+            "messages": messages,
+            "stream": stream,
+            "max_tokens": request.max_tokens,
+        });
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let builder = self.authorised(
+            self.http
+                .post(format!("{}/chat/completions", self.base_url))
+                .json(&body),
+        );
+        let mut response = send(builder, self.idle).await?;
+
+        // Some servers answer a streamed request with plain JSON; read whatever came.
+        let is_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_stream {
+            read_stream(&mut response, self.idle, &deltas).await
+        } else {
+            let body = read_body(&mut response, self.idle).await?;
+            let reply = parse_completion(&body)?;
+            super::send_in_pieces(&reply.text, &deltas);
+            Ok(reply)
+        }
+    }
+}
+
+/// Reads a whole (non-streamed) body, with the idle timeout between chunks.
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    idle: Duration,
+) -> Result<Vec<u8>, LlmError> {
+    const MAX_BODY: usize = 32 * 1024 * 1024;
+    let mut body = Vec::new();
+    while let Some(chunk) = next_chunk(response, idle).await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(LlmError::upstream(
+                None,
+                "the model server's answer was too large",
+            ));
+        }
+    }
+    Ok(body)
+}
+
+fn usage_of(value: &Value) -> Option<ReportedUsage> {
+    let usage = value.get("usage").filter(|u| u.is_object())?;
+    let prompt = usage["prompt_tokens"].as_u64();
+    let completion = usage["completion_tokens"].as_u64();
+    if prompt.is_none() && completion.is_none() {
+        return None;
+    }
+    Some(ReportedUsage {
+        prompt_tokens: prompt.unwrap_or(0),
+        completion_tokens: completion.unwrap_or(0),
+        raw: Some(usage.clone()),
+    })
+}
+
+/// Parses a non-streamed Chat Completions answer.
+pub fn parse_completion(body: &[u8]) -> Result<Reply, LlmError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| LlmError::upstream(None, "the model server's answer was not valid JSON"))?;
+    let text = value["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| {
+            LlmError::upstream(None, "the model server's answer had no message content")
+        })?;
+    Ok(Reply {
+        text: text.to_owned(),
+        usage: usage_of(&value),
+    })
+}
+
+async fn read_stream(
+    response: &mut reqwest::Response,
+    idle: Duration,
+    deltas: &DeltaSink,
+) -> Result<Reply, LlmError> {
+    let mut parser = Parser::new();
+    let mut text = String::new();
+    let mut usage = None;
+    let mut finished = false;
+    let mut done = false;
+    while !done {
+        let Some(chunk) = next_chunk(response, idle).await? else {
+            break;
+        };
+        let events = parser
+            .push(&chunk)
+            .map_err(|err| LlmError::upstream(None, err.to_string()))?;
+        for event in events {
+            if event.data.trim() == "[DONE]" {
+                done = true;
+                break;
+            }
+            let value: Value = serde_json::from_str(&event.data).map_err(|_| {
+                LlmError::upstream(None, "the model server sent an unreadable stream event")
+            })?;
+            if let Some(message) = value.get("error").filter(|e| !e.is_null()) {
+                let message = message["message"].as_str().unwrap_or("unknown error");
+                tracing::warn!(detail = %message, "the model server reported an error mid-stream");
+                return Err(LlmError::upstream(
+                    None,
+                    "the model server reported an error while answering",
+                ));
+            }
+            if let Some(found) = usage_of(&value) {
+                usage = Some(found);
+            }
+            let choice = &value["choices"][0];
+            if let Some(delta) = choice["delta"]["content"].as_str()
+                && !delta.is_empty()
+            {
+                text.push_str(delta);
+                if let Some(sink) = deltas {
+                    let _ = sink.send(delta.to_owned());
+                }
+            }
+            if choice["finish_reason"].is_string() {
+                finished = true;
+            }
+        }
+    }
+    if !done && !finished {
+        return Err(LlmError::upstream(
+            None,
+            "the model server's stream ended before the reply was complete",
+        ));
+    }
+    Ok(Reply { text, usage })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_with_usage_is_read() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let reply = parse_completion(body).unwrap();
+        assert_eq!(reply.text, "hi");
+        let usage = reply.usage.unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (5, 2));
+    }
+
+    #[test]
+    fn a_completion_without_content_is_an_upstream_error() {
+        let err = parse_completion(br#"{"choices":[]}"#).unwrap_err();
+        assert!(matches!(err, LlmError::Upstream { .. }));
+    }
+}

@@ -1,0 +1,29 @@
+//! The application state handed to every route.
+
+use std::sync::Arc;
+
+use crate::accounts::{Hasher, LoginGuard, Tokens};
+use crate::agents::Catalog;
+use crate::config::Settings;
+use crate::llm::Providers;
+use crate::metrics::Metrics;
+use crate::quota::Quota;
+use crate::store::Store;
+use crate::workspace::WorkspaceLocks;
+
+pub type AppState = Arc<State>;
+
+#[derive(Debug)]
+pub struct State {
+    pub settings: Settings,
+    pub store: Store,
+    pub catalog: Catalog,
+    pub providers: Providers,
+    pub tokens: Tokens,
+    pub hasher: Hasher,
+    pub login_guard: LoginGuard,
+    pub quota: Arc<Quota>,
+    pub metrics: Metrics,
+    pub workspace_locks: WorkspaceLocks,
+    pub turns_in_flight: crate::conversation::TurnGate,
+}

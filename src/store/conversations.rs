@@ -1,0 +1,286 @@
+//! Conversations and their messages.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, StoreResult, db_err};
+
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub id: String,
+    pub user_id: i64,
+    pub category: String,
+    pub assistant_id: String,
+    pub agent_name: String,
+    pub llm_model: String,
+    pub status: String,
+    pub title: Option<String>,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+}
+
+impl Conversation {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+const COLUMNS: &str = "id, user_id, category, assistant_id, agent_name, llm_model, status, title, \
+                       created_at, ended_at";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        category: row.get(2)?,
+        assistant_id: row.get(3)?,
+        agent_name: row.get(4)?,
+        llm_model: row.get(5)?,
+        status: row.get(6)?,
+        title: row.get(7)?,
+        created_at: row.get(8)?,
+        ended_at: row.get(9)?,
+    })
+}
+
+pub fn insert(conn: &Connection, c: &Conversation) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO conversations (id, user_id, category, assistant_id, agent_name, llm_model,
+                                    status, title, created_at, updated_at, ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            c.id,
+            c.user_id,
+            c.category,
+            c.assistant_id,
+            c.agent_name,
+            c.llm_model,
+            c.status,
+            c.title,
+            c.created_at,
+            c.ended_at
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The conversation if it exists and belongs to `user_id`; another user's
+/// conversation is `NotFound`, exactly like a missing one.
+pub fn owned(conn: &Connection, id: &str, user_id: i64) -> StoreResult<Conversation> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM conversations WHERE id = ?1 AND user_id = ?2"
+    ))
+    .and_then(|mut stmt| stmt.query_row(params![id, user_id], from_row).optional())
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Ends a conversation (once); returns it as it is afterwards.
+pub fn end(conn: &Connection, id: &str, user_id: i64, now: &str) -> StoreResult<Conversation> {
+    conn.prepare_cached(
+        "UPDATE conversations SET status = 'ended', ended_at = ?3, updated_at = ?3
+         WHERE id = ?1 AND user_id = ?2 AND status = 'active'",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, user_id, now]))
+    .map_err(db_err)?;
+    owned(conn, id, user_id)
+}
+
+/// A page of the user's conversations, newest first, created before `before`.
+pub fn list(
+    conn: &Connection,
+    user_id: i64,
+    before: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Conversation>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM conversations
+             WHERE user_id = ?1 AND (?2 IS NULL OR created_at < ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![user_id, before, limit], from_row)
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+pub fn count_active(conn: &Connection) -> StoreResult<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM conversations WHERE status = 'active'",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(db_err)
+}
+
+/// Conversations not touched since `cutoff`, whose workspaces may be removed.
+pub fn idle_since(conn: &Connection, cutoff: &str) -> StoreResult<Vec<String>> {
+    let mut stmt = conn
+        .prepare("SELECT id FROM conversations WHERE updated_at < ?1")
+        .map_err(db_err)?;
+    let rows = stmt.query_map([cutoff], |row| row.get(0)).map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+pub fn all_ids(conn: &Connection) -> StoreResult<std::collections::HashSet<String>> {
+    let mut stmt = conn
+        .prepare("SELECT id FROM conversations")
+        .map_err(db_err)?;
+    let rows = stmt.query_map([], |row| row.get(0)).map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub role: String,
+    pub content: String,
+    pub content_tokens: u64,
+    pub llm_model: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+/// A message to store, with the raw usage the provider reported (JSON).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub role: &'static str,
+    pub content: String,
+    pub content_tokens: u64,
+    pub llm_model: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub usage_raw: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let tokens = |v: Option<i64>| v.map(|t| t.max(0) as u64);
+    Ok(Message {
+        id: row.get(0)?,
+        role: row.get(1)?,
+        content: row.get(2)?,
+        content_tokens: row.get::<_, i64>(3)?.max(0) as u64,
+        llm_model: row.get(4)?,
+        prompt_tokens: tokens(row.get(5)?),
+        completion_tokens: tokens(row.get(6)?),
+        error: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "id, role, content, content_tokens, llm_model, prompt_tokens, completion_tokens, error, created_at";
+
+/// Every message of a conversation, oldest first.
+pub fn messages(conn: &Connection, conversation_id: &str) -> StoreResult<Vec<Message>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([conversation_id], message_from_row)
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+/// The most recent successful messages, newest last, whose tokens add up to at
+/// most `budget`: the history a prompt carries.
+pub fn recent_history(
+    conn: &Connection,
+    conversation_id: &str,
+    budget: u64,
+) -> StoreResult<Vec<Message>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE conversation_id = ?1 AND error IS NULL ORDER BY seq DESC LIMIT 200"
+        ))
+        .map_err(db_err)?;
+    let mut rows = stmt.query([conversation_id]).map_err(db_err)?;
+    let mut picked = Vec::new();
+    let mut used = 0u64;
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let message = message_from_row(row).map_err(db_err)?;
+        used += message.content_tokens;
+        if used > budget && !picked.is_empty() {
+            break;
+        }
+        picked.push(message);
+    }
+    picked.reverse();
+    // A history starts with the user's turn, as providers expect.
+    while picked.first().is_some_and(|m| m.role != "user") {
+        picked.remove(0);
+    }
+    Ok(picked)
+}
+
+/// Appends messages to a conversation, marks it touched, and sets its title
+/// from the first user message when it has none.
+pub fn append_messages(
+    conn: &Connection,
+    conversation_id: &str,
+    new_messages: &[NewMessage],
+) -> StoreResult<()> {
+    let next_seq: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([conversation_id], |row| row.get(0)))
+        .map_err(db_err)?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO messages (id, conversation_id, seq, role, content, content_tokens, llm_model,
+                                   prompt_tokens, completion_tokens, usage_raw, error, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .map_err(db_err)?;
+    let signed = |v: Option<u64>| v.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+    for (offset, m) in new_messages.iter().enumerate() {
+        insert
+            .execute(params![
+                m.id,
+                conversation_id,
+                next_seq + offset as i64,
+                m.role,
+                m.content,
+                i64::try_from(m.content_tokens).unwrap_or(i64::MAX),
+                m.llm_model,
+                signed(m.prompt_tokens),
+                signed(m.completion_tokens),
+                m.usage_raw,
+                m.error,
+                m.created_at
+            ])
+            .map_err(db_err)?;
+    }
+    let title = new_messages
+        .iter()
+        .find(|m| m.role == "user")
+        .map(|m| crate::conversation::title_of(&m.content));
+    let now = new_messages
+        .last()
+        .map(|m| m.created_at.clone())
+        .unwrap_or_default();
+    conn.prepare_cached(
+        "UPDATE conversations SET updated_at = ?2, title = COALESCE(title, ?3) WHERE id = ?1",
+    )
+    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Marks a conversation touched (an upload), so that its workspace is not swept.
+pub fn touch(conn: &Connection, conversation_id: &str, now: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE conversations SET updated_at = ?2 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![conversation_id, now]))
+        .map_err(db_err)?;
+    Ok(())
+}

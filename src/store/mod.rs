@@ -1,0 +1,346 @@
+//! The SQLite store: a pool of readers, one writer that commits in batches, and
+//! the migrations.
+//!
+//! SQLite allows one writer at a time. Instead of letting every request open its
+//! own write transaction (and wait on the others), all writes go to one thread
+//! that runs whatever has queued up inside a single transaction, each job under
+//! its own savepoint, and answers each job only after the commit. Under load
+//! this turns many small fsyncs into a few large ones.
+
+pub mod artifacts;
+pub mod conversations;
+pub mod usage;
+pub mod users;
+pub mod workspace_files;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use r2d2::{CustomizeConnection, Pool};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// What can go wrong in the store, in terms the callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Conflict,
+    #[error("the disk is full")]
+    DiskFull,
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Pool(#[from] r2d2::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Maps SQLite's constraint and disk errors to the variants callers match on.
+    fn classify(err: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode;
+        match err.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => Self::Conflict,
+            Some(ErrorCode::DiskFull) => Self::DiskFull,
+            _ => match err {
+                rusqlite::Error::QueryReturnedNoRows => Self::NotFound,
+                other => Self::Sqlite(other),
+            },
+        }
+    }
+}
+
+/// Lets `?` classify rusqlite errors inside store functions.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub(crate) fn db_err(err: rusqlite::Error) -> StoreError {
+    StoreError::classify(err)
+}
+
+/// Per-connection settings: some pragmas only last as long as the connection.
+#[derive(Debug)]
+struct Pragmas;
+
+impl CustomizeConnection<Connection, rusqlite::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
+        apply_pragmas(conn)
+    }
+}
+
+fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// A queued write. Called with `None` when it cannot run (no transaction).
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
+/// Runs after the batch's commit, with the commit's outcome.
+type Completion = (bool, Box<dyn FnOnce(StoreResult<()>) + Send>);
+
+/// The database: readers from a pool, writes through the batching writer.
+#[derive(Clone)]
+pub struct Store {
+    readers: Pool<SqliteConnectionManager>,
+    writer: mpsc::SyncSender<Job>,
+    path: PathBuf,
+    schema_version: i64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The newest schema version this binary knows.
+pub fn latest_schema_version() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) `magdi.db` in `data_dir` and migrates it.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let path = data_dir.join("magdi.db");
+
+        let mut conn = Connection::open(&path)
+            .with_context(|| format!("opening database {}", path.display()))?;
+        apply_pragmas(&conn).context("configuring the database")?;
+        let schema_version = migrate(&mut conn)?;
+
+        let manager = SqliteConnectionManager::file(&path);
+        let readers = Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_customizer(Box::new(Pragmas))
+            .build(manager)
+            .context("opening the database connection pool")?;
+
+        let (sender, receiver) = mpsc::sync_channel::<Job>(4096);
+        std::thread::Builder::new()
+            .name("magdi-db-writer".into())
+            .spawn(move || writer_loop(conn, receiver))
+            .context("starting the database writer")?;
+
+        Ok(Self {
+            readers,
+            writer: sender,
+            path,
+            schema_version,
+        })
+    }
+
+    pub fn schema_version(&self) -> i64 {
+        self.schema_version
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a read on a pooled connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        crate::blocking::run(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+    }
+
+    /// Runs a write in the writer's next batch and waits for its commit.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        self.enqueue(f, sender)?;
+        receiver
+            .await
+            .map_err(|_| StoreError::Other("the database writer stopped".into()))?
+    }
+
+    /// Runs a write and waits for its commit, from a thread that may block
+    /// (the command line, tests, the sweeper's blocking part).
+    pub fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        self.enqueue(f, sender)?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| StoreError::Other("the database writer stopped".into()))?
+    }
+
+    fn enqueue<T, F>(&self, f: F, reply: oneshot::Sender<StoreResult<T>>) -> StoreResult<()>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|_| Err(StoreError::Other("a database job panicked".into()))),
+                None => Err(StoreError::Other("the database is unavailable".into())),
+            };
+            let succeeded = outcome.is_ok();
+            let finish = Box::new(move |commit: StoreResult<()>| {
+                let _ = reply.send(commit.and(outcome));
+            });
+            (succeeded, finish)
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Other("the database writer stopped".into()))
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.write(|_| Ok(())).await
+    }
+
+    /// Answers whether the database responds.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+            .await
+    }
+
+    /// A consistent copy of the database into `target`, while others keep writing.
+    pub fn backup_to(&self, target: &Path) -> anyhow::Result<()> {
+        let conn = self.readers.get().context("taking a database connection")?;
+        let mut dest = Connection::open(target)
+            .with_context(|| format!("creating backup file {}", target.display()))?;
+        let backup =
+            rusqlite::backup::Backup::new(&conn, &mut dest).context("starting the backup")?;
+        backup
+            .run_to_completion(256, Duration::from_millis(5), None)
+            .context("copying the database")?;
+        Ok(())
+    }
+}
+
+/// How many queued jobs one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch);
+    }
+    // Every sender is gone: the server is stopping. Fold the WAL back into the
+    // main file so that the database is one file again.
+    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %err, "checkpointing the database at shutdown");
+    }
+}
+
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = StoreError::classify(err);
+        tracing::error!(error = %err, "starting a write transaction");
+        for job in batch {
+            let (_, finish) = job(None);
+            finish(Ok(()));
+        }
+        return;
+    }
+
+    let mut finishers = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(err) = conn.execute_batch("SAVEPOINT job") {
+            tracing::error!(error = %err, "opening a savepoint");
+            let (_, finish) = job(None);
+            finishers.push(finish);
+            continue;
+        }
+        let (succeeded, finish) = job(Some(conn));
+        let end = if succeeded {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(err) = conn.execute_batch(end) {
+            tracing::error!(error = %err, "closing a savepoint");
+        }
+        finishers.push(finish);
+    }
+
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::classify);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for finish in finishers {
+        let outcome = match &commit {
+            Ok(()) => Ok(()),
+            Err(StoreError::DiskFull) => Err(StoreError::DiskFull),
+            Err(err) => Err(StoreError::Other(format!("committing: {err}"))),
+        };
+        finish(outcome);
+    }
+}
+
+/// Applies the embedded migrations; refuses a database from a newer Magdi.
+fn migrate(conn: &mut Connection) -> anyhow::Result<i64> {
+    let latest = latest_schema_version();
+    let applied: Option<i64> = conn
+        .query_row(
+            "SELECT MAX(version) FROM refinery_schema_history",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap_or(None);
+    if let Some(applied) = applied
+        && applied > latest
+    {
+        anyhow::bail!(
+            "the database is at schema version {applied}, newer than this Magdi knows \
+             ({latest}); run the newer Magdi binary, or restore a backup made by this one"
+        );
+    }
+    embedded::migrations::runner()
+        .run(conn)
+        .context("migrating the database")?;
+    Ok(latest)
+}
+
+/// Shared handle type for the state.
+pub type SharedStore = Arc<Store>;

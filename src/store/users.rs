@@ -1,0 +1,151 @@
+//! Accounts.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, StoreResult, db_err};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: String,
+    pub daily_token_limit: Option<u64>,
+    pub disabled: bool,
+    pub selected_category: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, email, password_hash, created_at, daily_token_limit, disabled, selected_category";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        created_at: row.get(3)?,
+        daily_token_limit: row.get::<_, Option<i64>>(4)?.map(|l| l.max(0) as u64),
+        disabled: row.get(5)?,
+        selected_category: row.get(6)?,
+    })
+}
+
+/// Creates a user; `Conflict` when the email is taken (in any letter case).
+pub fn insert(conn: &Connection, email: &str, password_hash: &str) -> StoreResult<User> {
+    let created_at = crate::time::now_rfc3339();
+    conn.prepare_cached("INSERT INTO users (email, password_hash, created_at) VALUES (?1, ?2, ?3)")
+        .and_then(|mut stmt| stmt.execute(params![email, password_hash, created_at]))
+        .map_err(db_err)?;
+    let id = conn.last_insert_rowid();
+    by_id(conn, id)
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> StoreResult<User> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id], from_row))
+        .map_err(db_err)
+}
+
+pub fn by_email(conn: &Connection, email: &str) -> StoreResult<Option<User>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"))
+        .and_then(|mut stmt| stmt.query_row([email.trim()], from_row).optional())
+        .map_err(db_err)
+}
+
+pub fn set_selected_category(conn: &Connection, id: i64, category: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET selected_category = ?2 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![id, category]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn update_by_email(
+    conn: &Connection,
+    sql: &str,
+    email: &str,
+    value: &dyn rusqlite::ToSql,
+) -> StoreResult<()> {
+    let changed = conn
+        .execute(sql, params![email.trim(), value])
+        .map_err(db_err)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub fn set_limit(conn: &Connection, email: &str, tokens: u64) -> StoreResult<()> {
+    let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
+    update_by_email(
+        conn,
+        "UPDATE users SET daily_token_limit = ?2 WHERE email = ?1",
+        email,
+        &tokens,
+    )
+}
+
+pub fn set_password(conn: &Connection, email: &str, hash: &str) -> StoreResult<()> {
+    update_by_email(
+        conn,
+        "UPDATE users SET password_hash = ?2 WHERE email = ?1",
+        email,
+        &hash,
+    )
+}
+
+pub fn disable(conn: &Connection, email: &str) -> StoreResult<()> {
+    update_by_email(
+        conn,
+        "UPDATE users SET disabled = ?2 WHERE email = ?1",
+        email,
+        &true,
+    )
+}
+
+/// Deletes a user and (by cascade) their rows; returns their conversation ids
+/// so that the caller can remove the workspaces.
+pub fn delete(conn: &Connection, email: &str) -> StoreResult<Vec<String>> {
+    let user = by_email(conn, email)?.ok_or(StoreError::NotFound)?;
+    let ids = conn
+        .prepare("SELECT id FROM conversations WHERE user_id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_map([user.id], |row| row.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db_err)?;
+    conn.execute("DELETE FROM users WHERE id = ?1", [user.id])
+        .map_err(db_err)?;
+    Ok(ids)
+}
+
+#[derive(Debug)]
+pub struct UserSummary {
+    pub id: i64,
+    pub email: String,
+    pub daily_token_limit: Option<u64>,
+    pub disabled: bool,
+    pub tokens_today: u64,
+}
+
+pub fn list_with_usage(conn: &Connection, today: &str) -> StoreResult<Vec<UserSummary>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT u.id, u.email, u.daily_token_limit, u.disabled,
+                    COALESCE(SUM(d.prompt_tokens + d.completion_tokens), 0)
+             FROM users u LEFT JOIN usage_daily d ON d.user_id = u.id AND d.day = ?1
+             GROUP BY u.id ORDER BY u.id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([today], |row| {
+            Ok(UserSummary {
+                id: row.get(0)?,
+                email: row.get(1)?,
+                daily_token_limit: row.get::<_, Option<i64>>(2)?.map(|l| l.max(0) as u64),
+                disabled: row.get(3)?,
+                tokens_today: row.get::<_, i64>(4)?.max(0) as u64,
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}

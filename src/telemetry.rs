@@ -1,0 +1,19 @@
+//! Logging: human-readable lines by default, JSON with `MAGDI_LOG_FORMAT=json`;
+//! the level from `MAGDI_LOG` (for example `info`, `magdi=debug`).
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_env("MAGDI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("MAGDI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let outcome = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second call (tests start many servers in one process) keeps the first.
+    drop(outcome);
+}

@@ -1,0 +1,318 @@
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::support::{PASSWORD, TestApp, error_code};
+
+#[tokio::test]
+async fn registering_returns_the_new_user() {
+    let app = TestApp::spawn().await;
+    let response = app.register("  Ada@Example.com ", PASSWORD, PASSWORD).await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["email"], "Ada@Example.com");
+    assert!(body["user_id"].as_i64().unwrap() > 0);
+    assert!(magdi::time::parse(body["created_at"].as_str().unwrap()).is_some());
+}
+
+#[tokio::test]
+async fn registration_refuses_bad_input_with_a_reason_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let long_password = "x".repeat(10_000);
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"email": "not-an-address", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a b@example.com", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a@exa mple.com", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "\u{202e}@\u{0}.com", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "short", "confirmPassword": "short"}),
+            "invalid_password",
+        ),
+        (
+            json!({"email": "a@example.com", "password": long_password, "confirmPassword": long_password}),
+            "invalid_password",
+        ),
+        (
+            json!({"email": "a@example.com", "password": PASSWORD, "confirmPassword": "different!"}),
+            "passwords_differ",
+        ),
+        (
+            json!({"email": "a@example.com", "password": PASSWORD}),
+            "bad_request",
+        ),
+        (
+            json!({"email": PASSWORD, "password": 12, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a@example.com", "password": [1], "confirmPassword": PASSWORD}),
+            "bad_request",
+        ),
+        (json!([1, 2, 3]), "bad_request"),
+    ];
+    for (body, expected) in cases {
+        let response = app.post_json("/register", None, &body).await;
+        assert_eq!(error_code(response, 400).await, expected, "for {body}");
+    }
+    assert_eq!(app.count_rows("users"), 0);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_are_json_errors() {
+    let app = TestApp::spawn().await;
+    let malformed = app
+        .client
+        .post(app.url("/register"))
+        .header("content-type", "application/json")
+        .body("{\"email\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(malformed, 400).await, "bad_request");
+    let not_json = app
+        .client
+        .post(app.url("/register"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(not_json, 400).await, "bad_request");
+    let huge = app
+        .client
+        .post(app.url("/register"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 10 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(huge, 413).await, "payload_too_large");
+    assert_eq!(app.count_rows("users"), 0);
+}
+
+#[tokio::test]
+async fn an_email_is_taken_whatever_its_case() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.register("sam@example.com", PASSWORD, PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    let again = app.register(" SAM@example.COM", PASSWORD, PASSWORD).await;
+    assert_eq!(error_code(again, 400).await, "email_taken");
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_email_have_one_winner() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..8).map(|_| app.register("race@example.com", PASSWORD, PASSWORD));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(app.count_rows("users"), 1);
+}
+
+#[tokio::test]
+async fn login_gives_a_token_that_validates() {
+    let app = TestApp::spawn().await;
+    let account = app.account("lin@example.com").await;
+    let login: Value = app
+        .login("LIN@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(login["token_type"], "Bearer");
+    assert!(login["expires_in"].as_u64().unwrap() > 23 * 3600);
+    assert_eq!(login["user"]["email"], "lin@example.com");
+    let validated = app.get("/validate-user", Some(&account.token)).await;
+    assert_eq!(validated.status(), 200);
+    let body: Value = validated.json().await.unwrap();
+    assert_eq!(body["user_id"], account.user_id);
+    assert_eq!(body["email"], "lin@example.com");
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_answer_alike() {
+    let app = TestApp::spawn().await;
+    app.account("known@example.com").await;
+    let wrong = app.login("known@example.com", "wrong password").await;
+    let unknown = app.login("nobody@example.com", PASSWORD).await;
+    let wrong_body: Value = wrong.json().await.unwrap();
+    let unknown_body: Value = unknown.json().await.unwrap();
+    assert_eq!(wrong_body, unknown_body);
+    assert_eq!(wrong_body["error"], "invalid_credentials");
+}
+
+#[tokio::test]
+async fn ten_failed_logins_lock_the_email_even_for_the_right_password() {
+    let app = TestApp::spawn().await;
+    app.account("locked@example.com").await;
+    for _ in 0..10 {
+        assert_eq!(
+            app.login("locked@example.com", "wrong password")
+                .await
+                .status(),
+            401
+        );
+    }
+    let locked = app.login("locked@example.com", PASSWORD).await;
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retry_after > 14 * 60 && retry_after <= 15 * 60,
+        "{retry_after}"
+    );
+    assert_eq!(error_code(locked, 429).await, "too_many_attempts");
+    // Another email from the same address still signs in.
+    let other = app.account("other@example.com").await;
+    assert!(!other.token.is_empty());
+}
+
+fn forge(header: &Value, claims: &Value, signature: &str) -> String {
+    let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{}", encode(header), encode(claims), signature)
+}
+
+#[tokio::test]
+async fn tampered_foreign_and_expired_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let account = app.account("tok@example.com").await;
+    let parts: Vec<&str> = account.token.split('.').collect();
+    let now = chrono::Utc::now().timestamp();
+
+    let other_user = forge(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &json!({"sub": "999", "iat": now, "exp": now + 3600}),
+        parts[2],
+    );
+    let alg_none = forge(
+        &json!({"alg": "none", "typ": "JWT"}),
+        &json!({"sub": account.user_id.to_string(), "iat": now, "exp": now + 3600}),
+        "",
+    );
+    let foreign = magdi::accounts::Tokens::new(
+        &magdi::config::Secret::new("another secret entirely, long enough"),
+        std::time::Duration::from_secs(3600),
+    )
+    .issue(account.user_id)
+    .unwrap()
+    .token;
+    let secret = std::fs::read_to_string(app.data().join("jwt-secret")).unwrap();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": account.user_id.to_string(), "iat": now - 7200, "exp": now - 10}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap();
+    for token in [
+        other_user,
+        alg_none,
+        foreign,
+        expired,
+        "garbage".to_owned(),
+        String::new(),
+    ] {
+        let response = app.get("/validate-user", Some(&token)).await;
+        assert_eq!(
+            error_code(response, 401).await,
+            "unauthorized",
+            "token {token:?}"
+        );
+    }
+    let missing = app.get("/validate-user", None).await;
+    assert_eq!(error_code(missing, 401).await, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_restart_keeps_users_and_their_tokens() {
+    let app = TestApp::spawn().await;
+    let account = app.account("stay@example.com").await;
+    let app = app.restart(|_| {}).await;
+    assert_eq!(
+        app.get("/validate-user", Some(&account.token))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.login("stay@example.com", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_everybody_out() {
+    let app = TestApp::spawn().await;
+    let account = app.account("rot@example.com").await;
+    let app = app
+        .restart(|s| {
+            s.jwt_secret = Some(magdi::config::Secret::new(
+                "a brand new secret of forty characters!!",
+            ))
+        })
+        .await;
+    assert_eq!(
+        app.get("/validate-user", Some(&account.token))
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_secret_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    let mode = std::fs::metadata(app.data().join("jwt-secret"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_deleted_users_token_stops_working() {
+    let app = TestApp::spawn().await;
+    let account = app.account("gone@example.com").await;
+    let email = account.email.clone();
+    app.state
+        .store
+        .write(move |conn| magdi::store::users::delete(conn, &email))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/validate-user", Some(&account.token))
+            .await
+            .status(),
+        401
+    );
+}

@@ -1,0 +1,448 @@
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, error_code, files_under, zip_of};
+
+#[tokio::test]
+async fn categories_list_the_built_in_agents() {
+    let app = TestApp::spawn().await;
+    let account = app.account("cat@example.com").await;
+    let body: Value = app
+        .get("/categories", Some(&account.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = body["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            c["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["agent_name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MagdiCreator",
+            "MagdiPartner",
+            "MagdiSage",
+            "MagdiWriter",
+            "MagdiAnalyzer"
+        ]
+    );
+    assert!(body.to_string().find("system_prompt").is_none());
+}
+
+#[tokio::test]
+async fn selecting_a_category_lists_its_agents_and_unknown_ones_are_refused() {
+    let app = TestApp::spawn().await;
+    let account = app.account("sel@example.com").await;
+    let ok = app
+        .post_json(
+            "/select",
+            Some(&account.token),
+            &json!({"user_id": account.user_id, "category": "qa_info"}),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["agents"][0]["agent_name"], "MagdiSage");
+    let unknown = app
+        .post_json(
+            "/select",
+            Some(&account.token),
+            &json!({"category": "cooking"}),
+        )
+        .await;
+    assert_eq!(error_code(unknown, 400).await, "unknown_category");
+    let someone_else = app
+        .post_json(
+            "/select",
+            Some(&account.token),
+            &json!({"user_id": account.user_id + 1, "category": "qa_info"}),
+        )
+        .await;
+    assert_eq!(error_code(someone_else, 403).await, "forbidden");
+}
+
+#[tokio::test]
+async fn starting_a_conversation_fills_in_the_defaults() {
+    let app = TestApp::spawn().await;
+    let account = app.account("start@example.com").await;
+    let response = app
+        .start_conversation(
+            &account,
+            json!({"user_id": account.user_id, "category": "test_generation"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["agent_name"], "MagdiCreator");
+    assert_eq!(body["assistant_id"], "asst_magdicreator01");
+    assert_eq!(body["llm_model"], "builtin");
+    assert_eq!(body["status"], "active");
+    assert!(uuid::Uuid::parse_str(body["conversation_id"].as_str().unwrap()).is_ok());
+
+    let partner = app
+        .start_conversation(
+            &account,
+            json!({"category": "test_generation", "agent_name": "MagdiPartner"}),
+        )
+        .await;
+    assert_eq!(
+        partner.json::<Value>().await.unwrap()["assistant_id"],
+        "asst_magdipartner01"
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_with_a_wrong_agent_or_model_is_refused() {
+    let app = TestApp::spawn().await;
+    let account = app.account("wrong@example.com").await;
+    let cases = [
+        (json!({"category": "nope"}), "unknown_category"),
+        (
+            json!({"category": "qa_info", "agent_name": "MagdiCreator"}),
+            "unknown_agent",
+        ),
+        (
+            json!({"category": "test_generation", "assistant_id": "asst_magdisage01"}),
+            "unknown_agent",
+        ),
+        (
+            json!({"category": "qa_info", "llm_model": "gpt-99"}),
+            "unknown_model",
+        ),
+    ];
+    for (body, code) in cases {
+        let response = app.start_conversation(&account, body.clone()).await;
+        assert_eq!(error_code(response, 400).await, code, "for {body}");
+    }
+    assert_eq!(app.count_rows("conversations"), 0);
+}
+
+#[tokio::test]
+async fn an_uploaded_zip_is_unpacked_into_the_workspace() {
+    let app = TestApp::spawn().await;
+    let account = app.account("up@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let zip = zip_of(&[
+        ("pkg/__init__.py", b""),
+        ("pkg/core.py", b"def f():\n    return 1\n"),
+        ("README.md", b"# hi\n"),
+    ]);
+    let response = app
+        .upload(
+            &account.token,
+            &id,
+            vec![("project.zip", zip), ("notes.txt", b"notes".to_vec())],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let paths: Vec<&str> = body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["README.md", "notes.txt", "pkg/__init__.py", "pkg/core.py"]
+    );
+    assert_eq!(body["workspace_files"], 4);
+    assert_eq!(body["workspace_bytes"], 5 + 5 + 22);
+    let core = body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "pkg/core.py")
+        .unwrap();
+    assert_eq!(core["sha256"], hex_sha256(b"def f():\n    return 1\n"));
+    let on_disk = files_under(&app.data().join("workspaces").join(&id));
+    assert_eq!(
+        on_disk,
+        ["README.md", "notes.txt", "pkg/__init__.py", "pkg/core.py"]
+    );
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn an_upload_that_escapes_the_workspace_keeps_nothing() {
+    let app = TestApp::spawn().await;
+    let account = app.account("slip@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let evil = zip_of(&[("good.py", b"x = 1\n"), ("../../escape.py", b"boom")]);
+    let response = app
+        .upload(
+            &account.token,
+            &id,
+            vec![("ok.txt", b"fine".to_vec()), ("evil.zip", evil)],
+        )
+        .await;
+    assert_eq!(error_code(response, 400).await, "invalid_upload");
+    for name in ["/etc/passwd", "../x", "a/../../x", "C:\\win.ini", "CON"] {
+        let response = app
+            .upload(&account.token, &id, vec![(name, b"x".to_vec())])
+            .await;
+        assert_eq!(error_code(response, 400).await, "invalid_upload", "{name}");
+    }
+    assert!(files_under(&app.data().join("workspaces")).is_empty());
+    assert!(files_under(&app.data().join("tmp")).is_empty());
+    assert!(!app.data().parent().unwrap().join("escape.py").exists());
+    assert_eq!(app.count_rows("workspace_files"), 0);
+}
+
+#[tokio::test]
+async fn uploads_over_the_limits_are_refused_with_413() {
+    let app = TestApp::spawn_with(|s| {
+        s.max_upload_bytes = 1024 * 1024;
+        s.max_request_bytes = 3 * 1024 * 1024;
+        s.max_workspace_bytes = 2 * 1024 * 1024;
+    })
+    .await;
+    let account = app.account("big@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let one_mib_and_a_bit = vec![b'a'; 1024 * 1024 + 1];
+    let response = app
+        .upload(&account.token, &id, vec![("big.bin", one_mib_and_a_bit)])
+        .await;
+    assert_eq!(error_code(response, 413).await, "payload_too_large");
+
+    let bomb = zip_of(&[("bomb.txt", &vec![b'0'; 1024 * 1024 + 10])]);
+    let response = app
+        .upload(&account.token, &id, vec![("bomb.zip", bomb)])
+        .await;
+    assert_eq!(error_code(response, 413).await, "payload_too_large");
+
+    let near = vec![b'b'; 900 * 1024];
+    assert_eq!(
+        app.upload(
+            &account.token,
+            &id,
+            vec![("a.bin", near.clone()), ("b.bin", near.clone())]
+        )
+        .await
+        .status(),
+        200
+    );
+    let response = app.upload(&account.token, &id, vec![("c.bin", near)]).await;
+    assert_eq!(error_code(response, 413).await, "payload_too_large");
+    assert_eq!(
+        files_under(&app.data().join("workspaces").join(&id)),
+        ["a.bin", "b.bin"]
+    );
+}
+
+#[tokio::test]
+async fn chat_on_an_ended_conversation_is_rejected() {
+    let app = TestApp::spawn().await;
+    let account = app.account("end@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let ended = app
+        .post_json(
+            "/end_conversation",
+            Some(&account.token),
+            &json!({"conversation_id": id}),
+        )
+        .await;
+    assert_eq!(ended.status(), 200);
+    let body: Value = ended.json().await.unwrap();
+    assert_eq!(body["status"], "ended");
+    let again = app
+        .post_json(
+            "/end_conversation",
+            Some(&account.token),
+            &json!({"conversation_id": id}),
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["ended_at"],
+        body["ended_at"]
+    );
+
+    let chat = app
+        .chat(&account.token, app.chat_form(&id, "qa_info", "hello?"))
+        .await;
+    assert_eq!(error_code(chat, 400).await, "conversation_ended");
+    let upload = app
+        .upload(&account.token, &id, vec![("a.txt", b"a".to_vec())])
+        .await;
+    assert_eq!(error_code(upload, 400).await, "conversation_ended");
+    let detail = app.conversation_detail(&account.token, &id).await;
+    assert_eq!(detail["status"], "ended");
+}
+
+#[tokio::test]
+async fn chat_needs_multipart_and_a_message() {
+    let app = TestApp::spawn().await;
+    let account = app.account("form@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let json_body = app
+        .post_json(
+            "/chat",
+            Some(&account.token),
+            &json!({"conversation_id": id, "category": "qa_info", "message": "hi"}),
+        )
+        .await;
+    assert_eq!(json_body.status(), 400);
+    let body: Value = json_body.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("multipart/form-data")
+    );
+
+    let no_message = reqwest::multipart::Form::new()
+        .text("conversation_id", id.clone())
+        .text("category", "qa_info");
+    assert_eq!(
+        error_code(app.chat(&account.token, no_message).await, 400).await,
+        "bad_request"
+    );
+    let bad_uuid = app.chat_form("not-a-uuid", "qa_info", "hi");
+    assert_eq!(
+        error_code(app.chat(&account.token, bad_uuid).await, 400).await,
+        "invalid_conversation_id"
+    );
+    let wrong_category = app.chat_form(&id, "test_generation", "hi");
+    assert_eq!(
+        error_code(app.chat(&account.token, wrong_category).await, 400).await,
+        "category_mismatch"
+    );
+    let unknown = app.chat_form(&uuid::Uuid::new_v4().to_string(), "qa_info", "hi");
+    assert_eq!(
+        error_code(app.chat(&account.token, unknown).await, 404).await,
+        "conversation_not_found"
+    );
+}
+
+#[tokio::test]
+async fn nobody_can_touch_another_users_conversation() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("owner@example.com").await;
+    let intruder = app.account("intruder@example.com").await;
+    let id = app.conversation(&owner, "test_generation").await;
+    app.upload(
+        &owner.token,
+        &id,
+        vec![("secret.py", b"KEY = 1\n".to_vec())],
+    )
+    .await;
+
+    let read = app
+        .get(&format!("/conversations/{id}"), Some(&intruder.token))
+        .await;
+    assert_eq!(error_code(read, 404).await, "conversation_not_found");
+    let upload = app
+        .upload(&intruder.token, &id, vec![("x.py", b"x".to_vec())])
+        .await;
+    assert_eq!(error_code(upload, 404).await, "conversation_not_found");
+    let chat = app
+        .chat(
+            &intruder.token,
+            app.chat_form(&id, "test_generation", "give me the code"),
+        )
+        .await;
+    assert_eq!(error_code(chat, 404).await, "conversation_not_found");
+    let end = app
+        .post_json(
+            "/end_conversation",
+            Some(&intruder.token),
+            &json!({"conversation_id": id}),
+        )
+        .await;
+    assert_eq!(error_code(end, 404).await, "conversation_not_found");
+    let list: Value = app
+        .get("/conversations", Some(&intruder.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["conversations"], json!([]));
+
+    let detail = app.conversation_detail(&owner.token, &id).await;
+    assert_eq!(detail["status"], "active");
+    assert_eq!(detail["workspace"].as_array().unwrap().len(), 1);
+    assert_eq!(app.count_rows("messages"), 0);
+}
+
+#[tokio::test]
+async fn conversations_are_listed_newest_first_in_pages() {
+    let app = TestApp::spawn().await;
+    let account = app.account("list@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.conversation(&account, "qa_info").await);
+    }
+    let first: Value = app
+        .get("/conversations?limit=2", Some(&account.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page: Vec<&str> = first["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[4].as_str(), ids[3].as_str()]);
+    let before = first["next_before"].as_str().unwrap();
+    let url = format!("/conversations?limit=10&before={}", urlencode(before));
+    let rest: Value = app
+        .get(&url, Some(&account.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page: Vec<&str> = rest["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]);
+    assert_eq!(rest["next_before"], Value::Null);
+    let bad = app
+        .get("/conversations?before=yesterday", Some(&account.token))
+        .await;
+    assert_eq!(error_code(bad, 400).await, "bad_request");
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn an_unknown_or_malformed_conversation_id_is_404_or_400() {
+    let app = TestApp::spawn().await;
+    let account = app.account("ids@example.com").await;
+    let missing = app
+        .get(
+            &format!("/conversations/{}", uuid::Uuid::new_v4()),
+            Some(&account.token),
+        )
+        .await;
+    assert_eq!(error_code(missing, 404).await, "conversation_not_found");
+    let malformed = app.get("/conversations/12345", Some(&account.token)).await;
+    assert_eq!(error_code(malformed, 400).await, "invalid_conversation_id");
+    let end = app
+        .post_json(
+            "/end_conversation",
+            Some(&account.token),
+            &json!({"conversation_id": "nope"}),
+        )
+        .await;
+    assert_eq!(error_code(end, 400).await, "invalid_conversation_id");
+}

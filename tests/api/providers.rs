@@ -1,0 +1,315 @@
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Behaviour, FakeProvider, TestApp, error_code};
+
+async fn app_with(fake: &FakeProvider) -> TestApp {
+    TestApp::spawn_with(|s| {
+        fake.configure(s);
+        s.llm_idle_timeout = Duration::from_secs(1);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_provider_receives_the_system_prompt_history_and_workspace() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("prompt@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    app.upload(
+        &account.token,
+        &id,
+        vec![("calc.py", b"def add(a, b):\n    return a + b\n".to_vec())],
+    )
+    .await;
+
+    let first = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "First question"),
+        )
+        .await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["reply"], "Hello from the fake model.");
+    assert_eq!(first["llm_model"], "fake-small");
+    assert_eq!(first["usage"]["prompt_tokens"], 11);
+    assert_eq!(first["usage"]["completion_tokens"], 7);
+    assert_eq!(first["usage"]["total_tokens"], 18);
+    assert_eq!(first["artifact"], Value::Null);
+
+    let second = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "Second question"),
+        )
+        .await;
+    assert_eq!(second.status(), 200);
+    let request = fake.last_request();
+    assert_eq!(request["model"], "fake-small");
+    let messages = request["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    let system = messages[0]["content"].as_str().unwrap();
+    assert!(system.contains("You are MagdiCreator"), "{system}");
+    assert!(
+        system.contains("path=calc.py") && system.contains("return a + b"),
+        "{system}"
+    );
+    assert_eq!(messages[1]["content"], "First question");
+    assert_eq!(messages[2]["content"], "Hello from the fake model.");
+    assert_eq!(messages[3]["content"], "Second question");
+}
+
+#[tokio::test]
+async fn a_turn_may_name_another_offered_model() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("model@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let form = app
+        .chat_form(&id, "qa_info", "hi")
+        .text("llm_model", "fake-large");
+    let answer: Value = app.chat(&account.token, form).await.json().await.unwrap();
+    assert_eq!(answer["llm_model"], "fake-large");
+    assert_eq!(fake.last_request()["model"], "fake-large");
+    let form = app
+        .chat_form(&id, "qa_info", "hi")
+        .text("llm_model", "not-offered");
+    assert_eq!(
+        error_code(app.chat(&account.token, form).await, 400).await,
+        "unknown_model"
+    );
+}
+
+/// Reads an SSE body into (event, data) pairs.
+pub fn sse_events(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = String::from("message");
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = name.to_owned();
+                } else if let Some(text) = line.strip_prefix("data: ") {
+                    data.push(text);
+                }
+            }
+            (event, data.join("\n"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streamed_turn_sends_deltas_then_the_whole_answer() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("sse@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let response = app
+        .chat_stream(
+            &account.token,
+            app.chat_form(&id, "qa_info", "stream please"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let events = sse_events(&response.text().await.unwrap());
+    let deltas: String = events
+        .iter()
+        .filter(|(e, _)| e == "delta")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(deltas, "Hello from the fake model.");
+    let (last_event, last_data) = events.last().unwrap();
+    assert_eq!(last_event, "done");
+    let done: Value = serde_json::from_str(last_data).unwrap();
+    assert_eq!(done["reply"], "Hello from the fake model.");
+    assert_eq!(done["usage"]["total_tokens"], 18);
+    assert_eq!(fake.last_request()["stream"], true);
+    assert_eq!(fake.last_request()["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn provider_failures_become_502_and_504_and_keep_the_message() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("fail@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let cases = [
+        (Behaviour::Fail, 502, "upstream_error"),
+        (Behaviour::Garbage, 502, "upstream_error"),
+        (Behaviour::Stall, 504, "upstream_timeout"),
+    ];
+    for (behaviour, status, code) in cases {
+        fake.set(behaviour);
+        let response = app
+            .chat(
+                &account.token,
+                app.chat_form(&id, "qa_info", &format!("{behaviour:?}")),
+            )
+            .await;
+        assert_eq!(error_code(response, status).await, code, "{behaviour:?}");
+    }
+    fake.set(Behaviour::Fail);
+    let body: Value = app
+        .chat(&account.token, app.chat_form(&id, "qa_info", "status?"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(body["message"].as_str().unwrap().contains("500"), "{body}");
+
+    let detail = app.conversation_detail(&account.token, &id).await;
+    let messages = detail["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["role"] == "user" && m["error"].is_string())
+    );
+    assert_eq!(messages[0]["content"], "Fail");
+    let usage = app.usage(&account.token).await;
+    assert_eq!(usage["tokens_used"], 0);
+}
+
+#[tokio::test]
+async fn a_stream_cut_short_is_an_error_event_and_costs_nothing() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("cut@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    fake.set(Behaviour::CutShort);
+    let response = app
+        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "go"))
+        .await;
+    let events = sse_events(&response.text().await.unwrap());
+    let (event, data) = events.last().unwrap();
+    assert_eq!(event, "error");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).unwrap()["error"],
+        "upstream_error"
+    );
+    assert_eq!(app.usage(&account.token).await["tokens_used"], 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_502() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let app = TestApp::spawn_with(|s| {
+        s.provider = magdi::config::ProviderKind::Openai;
+        s.llm_base_url = Some(format!("http://127.0.0.1:{port}/v1"));
+        s.models = vec!["m".into()];
+    })
+    .await;
+    let account = app.account("down@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let form = app
+        .chat_form(&id, "qa_info", "anyone?")
+        .text("llm_model", "m");
+    assert_eq!(
+        error_code(app.chat(&account.token, form).await, 502).await,
+        "upstream_error"
+    );
+}
+
+#[tokio::test]
+async fn models_are_read_from_the_provider_when_not_given() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| {
+        s.provider = magdi::config::ProviderKind::Openai;
+        s.llm_base_url = Some(fake.base_url());
+    })
+    .await;
+    let account = app.account("models@example.com").await;
+    let body: Value = app
+        .get("/models", Some(&account.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["models"],
+        serde_json::json!(["fake-large", "fake-small", "builtin"])
+    );
+    assert_eq!(body["default_model"], "fake-large");
+}
+
+#[tokio::test]
+async fn reply_file_blocks_are_written_and_packed() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("files@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    *fake.reply.lock() = "Here you go.\n\n```python path=tests/test_calc.py\nfrom calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n```\n\n```python path=../../evil.py\nboom\n```\n".into();
+    let answer: Value = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "write a test"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let artifact = &answer["artifact"];
+    assert_eq!(
+        artifact["files_changed"],
+        serde_json::json!(["tests/test_calc.py"])
+    );
+    assert!(artifact["size"].as_u64().unwrap() > 0);
+    let zip_id = artifact["zip_id"].as_str().unwrap();
+    assert_eq!(
+        artifact["download_url"],
+        format!("/api/download?zip_id={zip_id}")
+    );
+    let written = std::fs::read_to_string(
+        app.data()
+            .join("workspaces")
+            .join(&id)
+            .join("tests/test_calc.py"),
+    )
+    .unwrap();
+    assert_eq!(
+        written,
+        "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    );
+    assert!(
+        !app.data().join("evil.py").exists()
+            && !app.data().parent().unwrap().join("evil.py").exists()
+    );
+    let detail = app.conversation_detail(&account.token, &id).await;
+    assert_eq!(detail["artifacts"][0]["zip_id"], zip_id);
+    assert_eq!(detail["workspace"][0]["path"], "tests/test_calc.py");
+
+    // The same reply again changes nothing, so it makes no new artifact.
+    let again: Value = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "again"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["artifact"], Value::Null);
+}

@@ -1,0 +1,156 @@
+use serde_json::Value;
+
+use crate::support::{TestApp, error_code};
+
+#[tokio::test]
+async fn version_names_magdi_and_its_schema() {
+    let app = TestApp::spawn().await;
+    let body: Value = app.get("/version", None).await.json().await.unwrap();
+    assert_eq!(body["name"], "magdi");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        body["schema_version"],
+        magdi::store::latest_schema_version()
+    );
+    assert!(body["git_commit"].is_string() && body["build_time"].is_string());
+}
+
+#[tokio::test]
+async fn health_docs_and_spec_answer_without_a_token() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    let docs = app.get("/docs", None).await;
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(html.contains("swagger"), "the docs page is Swagger UI");
+    for attribute in ["src=\"http", "href=\"http", "url(http"] {
+        assert!(
+            !html.contains(attribute),
+            "the docs load nothing from other hosts ({attribute})"
+        );
+    }
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    assert_eq!(spec["info"]["title"], "Magdi");
+}
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .expect(
+                "openapi/openapi.json exists; write it with `magdi openapi > openapi/openapi.json`",
+            );
+    let generated = magdi::http::openapi_document(false);
+    let committed: Value = serde_json::from_str(&committed).unwrap();
+    let generated: Value = serde_json::from_str(&generated).unwrap();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_json_errors() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        error_code(app.get("/no/such/thing", None).await, 404).await,
+        "not_found"
+    );
+    let wrong_method = app.client.delete(app.url("/version")).send().await.unwrap();
+    assert_eq!(error_code(wrong_method, 405).await, "method_not_allowed");
+    let post_unknown = app
+        .client
+        .post(app.url("/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(post_unknown, 404).await, "not_found");
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/version", "/nope"] {
+        let response = app.get(path, None).await;
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+        assert_eq!(
+            response.headers()["referrer-policy"],
+            "no-referrer",
+            "{path}"
+        );
+    }
+    let page = app.get("/", None).await;
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    let etag = page.headers()["etag"].to_str().unwrap().to_owned();
+    let again = app
+        .client
+        .get(app.url("/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(
+        app.get("/", None)
+            .await
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn metrics_move_as_requests_are_made() {
+    let app = TestApp::spawn().await;
+    let account = app.account("metrics@example.com").await;
+    app.conversation(&account, "qa_info").await;
+    let visitors: Value = app
+        .get("/metrics-update-visitors", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(visitors["visitors"], 1);
+    let tokens: Value = app
+        .get("/metrics-update-tokens", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["tokens_today"], 0);
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for family in [
+        "magdi_http_requests_total{method=\"POST\",route=\"/register\",status=\"201\"} 1",
+        "magdi_http_requests_total{method=\"POST\",route=\"/start_conversation\",status=\"200\"} 1",
+        "magdi_visitors_total 1",
+        "magdi_active_conversations 1",
+        "# TYPE magdi_http_request_duration_seconds histogram",
+        "# TYPE magdi_tokens_today gauge",
+    ] {
+        assert!(text.contains(family), "missing {family:?} in\n{text}");
+    }
+    assert!(!text.contains(&account.email));
+}
+
+#[tokio::test]
+async fn the_visitor_counter_cannot_be_pumped_from_one_address() {
+    let app = TestApp::spawn().await;
+    let mut last = Value::Null;
+    for _ in 0..30 {
+        last = app
+            .get("/metrics-update-visitors", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+    }
+    assert_eq!(last["visitors"], 10);
+}
