@@ -1,17 +1,93 @@
-//! Replies rendered for the web UI: Markdown to HTML, then sanitised, so that
-//! nothing a model writes can run script in the user's browser.
+//! Replies rendered for the web UI: Markdown to HTML with code blocks
+//! highlighted as `<span class="hl-...">` (so the UI's stylesheet colours them
+//! for its light and dark themes), then sanitised, so that nothing a model
+//! writes can run script in the user's browser.
 
-use pulldown_cmark::{Options, Parser, html};
+use std::sync::OnceLock;
 
-/// Renders Markdown to sanitised HTML.
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd, html};
+use syntect::html::{ClassStyle, ClassedHTMLGenerator};
+use syntect::parsing::SyntaxSet;
+use syntect::util::LinesWithEndings;
+
+fn syntaxes() -> &'static SyntaxSet {
+    static SYNTAXES: OnceLock<SyntaxSet> = OnceLock::new();
+    SYNTAXES.get_or_init(SyntaxSet::load_defaults_newlines)
+}
+
+/// Code longer than this is shown plain: highlighting is for reading, and a
+/// huge generated file should not cost seconds of CPU.
+const MAX_HIGHLIGHTED_BYTES: usize = 200 * 1024;
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The language word of a fence's info string (`python path=a.py` -> `python`).
+fn language_of(info: &str) -> &str {
+    info.split_whitespace().next().filter(|word| !word.contains('=')).unwrap_or("")
+}
+
+fn highlight(code: &str, language: &str) -> String {
+    let syntaxes = syntaxes();
+    let syntax = (!language.is_empty())
+        .then(|| syntaxes.find_syntax_by_token(language))
+        .flatten()
+        .filter(|_| code.len() <= MAX_HIGHLIGHTED_BYTES);
+    let class = if language.is_empty() { String::new() } else { format!(" class=\"language-{}\"", escape(language)) };
+    let Some(syntax) = syntax else {
+        return format!("<pre><code{class}>{}</code></pre>\n", escape(code));
+    };
+    let mut generator =
+        ClassedHTMLGenerator::new_with_class_style(syntax, syntaxes, ClassStyle::SpacedPrefixed { prefix: "hl-" });
+    for line in LinesWithEndings::from(code) {
+        if generator.parse_html_for_line_which_includes_newline(line).is_err() {
+            return format!("<pre><code{class}>{}</code></pre>\n", escape(code));
+        }
+    }
+    format!("<pre><code{class}>{}</code></pre>\n", generator.finalize())
+}
+
+/// Renders Markdown to sanitised HTML. CPU-bound: call from blocking code for
+/// long texts.
 pub fn to_html(markdown: &str) -> String {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TASKLISTS);
-    let parser = Parser::new_ext(markdown, options);
-    let mut raw = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut raw, parser);
+
+    let mut events = Vec::new();
+    let mut code: Option<(String, String)> = None;
+    for event in Parser::new_ext(markdown, options) {
+        match (&mut code, event) {
+            (None, Event::Start(Tag::CodeBlock(kind))) => {
+                let language = match kind {
+                    CodeBlockKind::Fenced(info) => language_of(&info).to_owned(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                code = Some((language, String::new()));
+            }
+            (Some((_, text)), Event::Text(chunk)) => text.push_str(&chunk),
+            (Some(_), Event::End(TagEnd::CodeBlock)) => {
+                let (language, text) = code.take().unwrap_or_default();
+                events.push(Event::Html(highlight(&text, &language).into()));
+            }
+            (Some(_), _) => {}
+            (None, event) => events.push(event),
+        }
+    }
+    let mut raw = String::with_capacity(markdown.len() * 2);
+    html::push_html(&mut raw, events.into_iter());
     ammonia::Builder::default()
         .add_tag_attributes("code", &["class"])
         .add_tag_attributes("span", &["class"])
@@ -24,13 +100,28 @@ pub fn to_html(markdown: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::to_html;
+
     #[test]
     fn scripts_do_not_survive() {
-        let html = super::to_html(
-            "hi <script>alert(1)</script> <img src=x onerror=alert(1)>\n\n```python path=a.py\nx = 1\n```",
-        );
+        let html = to_html("hi <script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1))");
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("onerror"), "{html}");
-        assert!(html.contains("<code class=\"language-python"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+    }
+
+    #[test]
+    fn code_blocks_are_highlighted_by_language() {
+        let html = to_html("```python path=a.py\ndef f():\n    return 1\n```\n");
+        assert!(html.contains("<code class=\"language-python\">"), "{html}");
+        assert!(html.contains("<span class=\"hl-keyword"), "{html}");
+        assert!(html.contains("hl-function"), "{html}");
+    }
+
+    #[test]
+    fn unknown_languages_and_html_in_code_stay_plain_text() {
+        let html = to_html("```nolang\n<b>bold</b>\n```\n");
+        assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
     }
 }

@@ -275,7 +275,9 @@ async fn store_uploads(
     Ok((placed, all.len() as u64, all.values().sum()))
 }
 
-fn chat_response(conversation_id: String, outcome: TurnOutcome) -> ChatResponse {
+async fn chat_response(conversation_id: String, outcome: TurnOutcome) -> ChatResponse {
+    let reply = outcome.reply.clone();
+    let reply_html = crate::blocking::run(move || crate::markdown::to_html(&reply)).await;
     let usage = Usage {
         prompt_tokens: outcome.usage.prompt_tokens,
         completion_tokens: outcome.usage.completion_tokens,
@@ -284,7 +286,7 @@ fn chat_response(conversation_id: String, outcome: TurnOutcome) -> ChatResponse 
     ChatResponse {
         conversation_id,
         message_id: outcome.message_id,
-        reply_html: crate::markdown::to_html(&outcome.reply),
+        reply_html,
         reply: outcome.reply,
         llm_model: outcome.llm_model,
         usage,
@@ -568,7 +570,7 @@ impl ConversationsApi {
             let outcome = run_turn(&state, input)
                 .await
                 .map_err(|err| turn_error(&state, err))?;
-            return Ok(ChatAnswer::Json(chat_response(conversation_id, outcome)));
+            return Ok(ChatAnswer::Json(chat_response(conversation_id, outcome).await));
         }
 
         // Streamed: the turn runs in its own task, so that it completes and is
@@ -583,10 +585,10 @@ impl ConversationsApi {
             deltas: Some(sender),
         };
         let turn = tokio::spawn(async move {
-            let outcome = run_turn(&state, input).await;
-            outcome
-                .map(|o| chat_response(conversation_id, o))
-                .map_err(|err| turn_error(&state, err))
+            match run_turn(&state, input).await {
+                Ok(outcome) => Ok(chat_response(conversation_id, outcome).await),
+                Err(err) => Err(turn_error(&state, err)),
+            }
         });
         let events = async_stream::stream! {
             while let Some(text) = receiver.recv().await {
