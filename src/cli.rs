@@ -437,15 +437,22 @@ fn healthcheck(bind: SocketAddr) -> anyhow::Result<()> {
         stream,
         "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .context("reading the answer")?;
-    if answer.starts_with("HTTP/1.1 200") {
+    // The status line is all that is needed; do not wait for the connection to close.
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 512];
+    while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < 4096 {
+        let n = stream.read(&mut buffer).context("reading the answer")?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.lines().next().unwrap_or("no answer").to_owned();
+    if status.starts_with("HTTP/1.1 200") {
         println!("magdi at {addr} is healthy");
         Ok(())
     } else {
-        let status = answer.lines().next().unwrap_or("no answer");
         bail!("magdi at {addr} answered: {status}")
     }
 }

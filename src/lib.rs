@@ -41,8 +41,8 @@ pub struct BuildInfo {
 pub fn build_info() -> BuildInfo {
     BuildInfo {
         version: env!("CARGO_PKG_VERSION"),
-        git_commit: option_env!("MAGDI_GIT_COMMIT").unwrap_or("unknown"),
-        build_time: option_env!("MAGDI_BUILD_TIME").unwrap_or("unknown"),
+        git_commit: env!("MAGDI_GIT_COMMIT"),
+        build_time: env!("MAGDI_BUILD_TIME"),
     }
 }
 

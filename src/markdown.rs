@@ -35,7 +35,10 @@ fn escape(text: &str) -> String {
 
 /// The language word of a fence's info string (`python path=a.py` -> `python`).
 fn language_of(info: &str) -> &str {
-    info.split_whitespace().next().filter(|word| !word.contains('=')).unwrap_or("")
+    info.split_whitespace()
+        .next()
+        .filter(|word| !word.contains('='))
+        .unwrap_or("")
 }
 
 fn highlight(code: &str, language: &str) -> String {
@@ -44,14 +47,24 @@ fn highlight(code: &str, language: &str) -> String {
         .then(|| syntaxes.find_syntax_by_token(language))
         .flatten()
         .filter(|_| code.len() <= MAX_HIGHLIGHTED_BYTES);
-    let class = if language.is_empty() { String::new() } else { format!(" class=\"language-{}\"", escape(language)) };
+    let class = if language.is_empty() {
+        String::new()
+    } else {
+        format!(" class=\"language-{}\"", escape(language))
+    };
     let Some(syntax) = syntax else {
         return format!("<pre><code{class}>{}</code></pre>\n", escape(code));
     };
-    let mut generator =
-        ClassedHTMLGenerator::new_with_class_style(syntax, syntaxes, ClassStyle::SpacedPrefixed { prefix: "hl-" });
+    let mut generator = ClassedHTMLGenerator::new_with_class_style(
+        syntax,
+        syntaxes,
+        ClassStyle::SpacedPrefixed { prefix: "hl-" },
+    );
     for line in LinesWithEndings::from(code) {
-        if generator.parse_html_for_line_which_includes_newline(line).is_err() {
+        if generator
+            .parse_html_for_line_which_includes_newline(line)
+            .is_err()
+        {
             return format!("<pre><code{class}>{}</code></pre>\n", escape(code));
         }
     }
@@ -104,7 +117,9 @@ mod tests {
 
     #[test]
     fn scripts_do_not_survive() {
-        let html = to_html("hi <script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1))");
+        let html = to_html(
+            "hi <script>alert(1)</script> <img src=x onerror=alert(1)> [x](javascript:alert(1))",
+        );
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("onerror"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");

@@ -216,7 +216,11 @@ impl AccountsApi {
             .and_then(|h| h.get(7..))
             .unwrap_or_default()
             .trim();
-        let expires = state.tokens.check(token).map(|(_, exp)| exp).unwrap_or(0);
+        let expires = state
+            .tokens
+            .check(token)
+            .map(|claims| claims.exp)
+            .unwrap_or(0);
         let expires_at = chrono::DateTime::from_timestamp(expires, 0).unwrap_or_default();
         Ok(Json(ValidateResponse {
             user_id: auth.0.id,

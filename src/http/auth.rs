@@ -17,7 +17,10 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("state missing"))?;
-    let Some((user_id, _expires)) = state.tokens.check(&bearer.token) else {
+    let Some(claims) = state.tokens.check(&bearer.token) else {
+        return Err(ApiError::unauthorized().into());
+    };
+    let Ok(user_id) = claims.sub.parse::<i64>() else {
         return Err(ApiError::unauthorized().into());
     };
     let user = state
@@ -25,7 +28,15 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
         .read(move |conn| users::by_id(conn, user_id))
         .await;
     match user {
-        Ok(user) if !user.disabled => Ok(user),
+        // A password change signs out the tokens issued before it.
+        Ok(user)
+            if !user.disabled
+                && user
+                    .password_changed_at
+                    .is_none_or(|changed| claims.iat >= changed) =>
+        {
+            Ok(user)
+        }
         Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ApiError::unauthorized().into()),
         Err(err) => Err(ApiError::from(err).into()),
     }

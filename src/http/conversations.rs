@@ -570,7 +570,9 @@ impl ConversationsApi {
             let outcome = run_turn(&state, input)
                 .await
                 .map_err(|err| turn_error(&state, err))?;
-            return Ok(ChatAnswer::Json(chat_response(conversation_id, outcome).await));
+            return Ok(ChatAnswer::Json(
+                chat_response(conversation_id, outcome).await,
+            ));
         }
 
         // Streamed: the turn runs in its own task, so that it completes and is

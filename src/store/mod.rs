@@ -318,6 +318,17 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
     }
 }
 
+/// Creates (or upgrades) the database at `path` only up to schema `version`,
+/// as an older Magdi would have left it. Used by the upgrade tests.
+pub fn migrate_up_to(path: &Path, version: i32) -> anyhow::Result<()> {
+    let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run(&mut conn)
+        .context("migrating the database")?;
+    Ok(())
+}
+
 /// Applies the embedded migrations; refuses a database from a newer Magdi.
 fn migrate(conn: &mut Connection) -> anyhow::Result<i64> {
     let latest = latest_schema_version();

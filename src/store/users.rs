@@ -13,10 +13,12 @@ pub struct User {
     pub daily_token_limit: Option<u64>,
     pub disabled: bool,
     pub selected_category: Option<String>,
+    /// Unix seconds of the last password change; older tokens are refused.
+    pub password_changed_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, email, password_hash, created_at, daily_token_limit, disabled, selected_category";
+const COLUMNS: &str = "id, email, password_hash, created_at, daily_token_limit, disabled, selected_category, \
+     password_changed_at";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -27,6 +29,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         daily_token_limit: row.get::<_, Option<i64>>(4)?.map(|l| l.max(0) as u64),
         disabled: row.get(5)?,
         selected_category: row.get(6)?,
+        password_changed_at: row.get(7)?,
     })
 }
 
@@ -85,12 +88,11 @@ pub fn set_limit(conn: &Connection, email: &str, tokens: u64) -> StoreResult<()>
 }
 
 pub fn set_password(conn: &Connection, email: &str, hash: &str) -> StoreResult<()> {
-    update_by_email(
-        conn,
-        "UPDATE users SET password_hash = ?2 WHERE email = ?1",
-        email,
-        &hash,
-    )
+    let sql = "UPDATE users SET password_hash = ?2 WHERE email = ?1";
+    update_by_email(conn, sql, email, &hash)?;
+    let now = chrono::Utc::now().timestamp();
+    let sql = "UPDATE users SET password_changed_at = ?2 WHERE email = ?1";
+    update_by_email(conn, sql, email, &now)
 }
 
 pub fn disable(conn: &Connection, email: &str) -> StoreResult<()> {

@@ -6,6 +6,7 @@ mod accounts;
 mod artifacts;
 mod conversations;
 mod offline;
+mod operations;
 mod providers;
 mod support;
 mod system;

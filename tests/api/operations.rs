@@ -1,0 +1,407 @@
+//! What an operator does from the shell: accounts, backups, upgrades and
+//! health checks, run through the real `magdi` executable.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{PASSWORD, TestApp};
+
+fn magdi(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_magdi"))
+        .args(args)
+        .env_remove("MAGDI_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running magdi");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn accounts_are_managed_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let dir = app.data().to_str().unwrap().to_owned();
+    let created = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        Some("first password\n"),
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    assert_eq!(
+        app.login("ops@example.com", "first password")
+            .await
+            .status(),
+        200
+    );
+
+    let short = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "create",
+            "--email",
+            "x@example.com",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
+    assert!(!short.status.success());
+    assert!(
+        text(&short).contains("at least 8 characters"),
+        "{}",
+        text(&short)
+    );
+
+    let limit = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "set-limit",
+            "--email",
+            "ops@example.com",
+            "--tokens",
+            "777",
+        ],
+        None,
+    );
+    assert!(limit.status.success(), "{}", text(&limit));
+    let login: Value = app
+        .login("ops@example.com", "first password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let old_token = login["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.usage(&old_token).await["daily_limit"], 777);
+
+    let listed = magdi(&["user", "--data-dir", &dir, "list"], None);
+    assert!(
+        text(&listed).contains("ops@example.com") && text(&listed).contains("777"),
+        "{}",
+        text(&listed)
+    );
+
+    // A password change signs out the tokens issued before it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let changed = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "set-password",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        Some("second password\n"),
+    );
+    assert!(changed.status.success(), "{}", text(&changed));
+    assert_eq!(
+        app.get("/validate-user", Some(&old_token)).await.status(),
+        401
+    );
+    assert_eq!(
+        app.login("ops@example.com", "first password")
+            .await
+            .status(),
+        401
+    );
+    let login: Value = app
+        .login("ops@example.com", "second password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_token = login["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/validate-user", Some(&new_token)).await.status(),
+        200
+    );
+
+    let disabled = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "disable",
+            "--email",
+            "ops@example.com",
+        ],
+        None,
+    );
+    assert!(disabled.status.success());
+    assert_eq!(
+        app.get("/validate-user", Some(&new_token)).await.status(),
+        401
+    );
+    assert_eq!(
+        app.login("ops@example.com", "second password")
+            .await
+            .status(),
+        401
+    );
+
+    let deleted = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "delete",
+            "--email",
+            "ops@example.com",
+        ],
+        None,
+    );
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert_eq!(app.count_rows("users"), 0);
+    let missing = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "delete",
+            "--email",
+            "ops@example.com",
+        ],
+        None,
+    );
+    assert!(!missing.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_zero_only_while_the_server_answers() {
+    let mut app = TestApp::spawn().await;
+    let address = app.address.to_string();
+    let up = magdi(&["healthcheck", "--bind", &address], None);
+    assert!(up.status.success(), "{}", text(&up));
+    app.stop().await;
+    let down = magdi(&["healthcheck", "--bind", &address], None);
+    assert!(!down.status.success());
+}
+
+#[tokio::test]
+async fn a_backup_taken_under_write_load_restores_every_committed_row() {
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        app.account(&format!("before{i}@example.com")).await;
+    }
+    // Keep writing while the backup runs.
+    let writer = {
+        let client = app.client.clone();
+        let url = app.url("/register");
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let body = serde_json::json!({"email": format!("during{i}@example.com"), "password": PASSWORD, "confirmPassword": PASSWORD});
+                let _ = client.post(&url).json(&body).send().await;
+            }
+        })
+    };
+    let backup_file = app
+        .data()
+        .parent()
+        .unwrap()
+        .join(format!("backup-{}.db", uuid::Uuid::new_v4()));
+    let dir = app.data().to_str().unwrap().to_owned();
+    let target = backup_file.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        magdi(&["backup", "--data-dir", &dir, "--to", &target], None)
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    writer.await.unwrap();
+
+    let restored = tempfile::tempdir().unwrap();
+    let restored_dir = restored.path().join("data");
+    let output = magdi(
+        &[
+            "restore",
+            "--data-dir",
+            restored_dir.to_str().unwrap(),
+            "--from",
+            backup_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let conn = rusqlite::Connection::open(restored_dir.join("magdi.db")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    for i in 0..5 {
+        let email = format!("before{i}@example.com");
+        let found: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM users WHERE email = ?1",
+                [&email],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 1, "{email} is in the backup");
+    }
+    let _ = std::fs::remove_file(backup_file);
+
+    // Restoring into a directory that holds data is refused.
+    let again = magdi(
+        &[
+            "restore",
+            "--data-dir",
+            restored_dir.to_str().unwrap(),
+            "--from",
+            "/dev/null",
+        ],
+        None,
+    );
+    assert!(!again.status.success());
+    assert!(text(&again).contains("not empty"), "{}", text(&again));
+}
+
+#[tokio::test]
+async fn a_backup_with_files_brings_back_workspaces_and_artifacts() {
+    let app = TestApp::spawn().await;
+    let account = app.account("files@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    app.upload(
+        &account.token,
+        &id,
+        vec![("keep.txt", b"precious".to_vec())],
+    )
+    .await;
+    let archive = app
+        .data()
+        .parent()
+        .unwrap()
+        .join(format!("backup-{}.tar", uuid::Uuid::new_v4()));
+    let dir = app.data().to_str().unwrap().to_owned();
+    let output = magdi(
+        &[
+            "backup",
+            "--data-dir",
+            &dir,
+            "--to",
+            archive.to_str().unwrap(),
+            "--with-files",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let restored = tempfile::tempdir().unwrap();
+    let output = magdi(
+        &[
+            "restore",
+            "--data-dir",
+            restored.path().to_str().unwrap(),
+            "--from",
+            archive.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let kept = std::fs::read(
+        restored
+            .path()
+            .join("workspaces")
+            .join(&id)
+            .join("keep.txt"),
+    )
+    .unwrap();
+    assert_eq!(kept, b"precious");
+    let _ = std::fs::remove_file(archive);
+}
+
+#[tokio::test]
+async fn an_older_database_is_upgraded_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("magdi.db");
+    magdi::store::migrate_up_to(&db, 1).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "INSERT INTO users (email, password_hash, created_at) VALUES ('old@example.com', 'x', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        let columns: i64 = conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('users') WHERE name = 'password_changed_at'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(columns, 0, "a version 1 database");
+    }
+    let output = magdi(
+        &["migrate", "--data-dir", dir.path().to_str().unwrap()],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains(&format!(
+        "schema version {}",
+        magdi::store::latest_schema_version()
+    )));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let email: String = conn
+        .query_row("SELECT email FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(email, "old@example.com");
+    let changed: Option<i64> = conn
+        .query_row("SELECT password_changed_at FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(changed, None);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_magdi_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("magdi.db");
+    magdi::store::migrate_up_to(&db, 1).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (999, 'future', '2030-01-01', '0')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let output = magdi(
+        &[
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(
+        message.contains("schema version 999") && message.contains("newer"),
+        "{message}"
+    );
+}
