@@ -83,7 +83,6 @@ pub struct TurnInput {
     pub conversation: Conversation,
     pub message: String,
     pub model: String,
-    pub deltas: llm::DeltaSink,
 }
 
 #[derive(Debug, Clone)]
@@ -176,16 +175,40 @@ fn describe_workspace(
 }
 
 /// Runs one turn to the end.
-pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome, TurnError> {
+pub async fn run_turn(
+    state: &AppState,
+    input: TurnInput,
+    deltas: llm::DeltaSink,
+) -> Result<TurnOutcome, TurnError> {
+    let turn = prepare_turn(state, input).await?;
+    complete_turn(state, turn, deltas).await
+}
+
+/// A turn that passed its checks and holds its reservation: everything up to
+/// the provider call, so that a refusal can still be a plain HTTP error.
+pub struct PreparedTurn {
+    _ticket: TurnTicket,
+    reservation: crate::quota::Reservation,
+    request: llm::Request,
+    user_id: i64,
+    conversation_id: String,
+    message: String,
+    message_tokens: u64,
+    prompt_tokens: u64,
+    day: String,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Checks the per-user turn cap, builds the prompt and reserves its tokens.
+pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
     let TurnInput {
         user,
         conversation,
         message,
         model,
-        deltas,
     } = input;
     let settings = &state.settings;
-    let _ticket = state
+    let ticket = state
         .turns_in_flight
         .enter(user.id)
         .ok_or(TurnError::Busy)?;
@@ -212,7 +235,7 @@ pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome,
     let context_budget = u64::from(settings.context_tokens);
     let system_prompt = agent.system_prompt.clone();
     let user_message = message.clone();
-    let manifest_for_prompt = manifest.clone();
+    let manifest_for_prompt = manifest;
     let (messages, prompt_tokens, message_tokens, workspace_texts) =
         crate::blocking::run(move || {
             let texts = if manifest_for_prompt.is_empty() {
@@ -293,6 +316,40 @@ pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome,
             workspace: workspace_texts,
         },
     };
+    Ok(PreparedTurn {
+        _ticket: ticket,
+        reservation,
+        request,
+        user_id: user.id,
+        conversation_id: conversation.id,
+        message,
+        message_tokens,
+        prompt_tokens,
+        day,
+        now,
+    })
+}
+
+/// Calls the provider and settles the turn: messages, usage, files, artifact.
+pub async fn complete_turn(
+    state: &AppState,
+    turn: PreparedTurn,
+    deltas: llm::DeltaSink,
+) -> Result<TurnOutcome, TurnError> {
+    let PreparedTurn {
+        _ticket,
+        reservation,
+        request,
+        user_id,
+        conversation_id,
+        message,
+        message_tokens,
+        prompt_tokens,
+        day,
+        now,
+    } = turn;
+    let settings = &state.settings;
+    let model = request.model.clone();
     let provider = state.providers.provider_name(&model);
     let started = Instant::now();
     let outcome = state.providers.complete(request, deltas).await;
@@ -337,7 +394,7 @@ pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome,
                 error: Some(err.to_string()),
                 created_at,
             };
-            let conversation_id = conversation.id.clone();
+            let conversation_id = conversation_id.clone();
             if let Err(store_err) = state
                 .store
                 .write(move |conn| {
@@ -379,7 +436,7 @@ pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome,
     let artifact = if blocks.is_empty() {
         None
     } else {
-        apply_reply_files(state, &conversation.id, blocks, &manifest).await?
+        apply_reply_files(state, &conversation_id, blocks).await?
     };
 
     let assistant_message_id = uuid::Uuid::new_v4().to_string();
@@ -409,15 +466,14 @@ pub async fn run_turn(state: &AppState, input: TurnInput) -> Result<TurnOutcome,
             created_at: crate::time::now_rfc3339(),
         },
     ];
-    let conversation_id = conversation.id.clone();
-    let user_id = user.id;
+    let conversation_id = conversation_id.clone();
     let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
     let model_for_row = model.clone();
     let artifact_row = artifact.as_ref().map(|(info, placed)| {
         (
             store::artifacts::Artifact {
                 zip_id: info.zip_id.clone(),
-                conversation_id: conversation.id.clone(),
+                conversation_id: conversation_id.clone(),
                 seq: 0,
                 size: info.size,
                 files_changed: info.files_changed.clone(),
@@ -476,7 +532,6 @@ async fn apply_reply_files(
     state: &AppState,
     conversation_id: &str,
     blocks: Vec<workspace::FileBlock>,
-    manifest_before: &[WorkspaceFile],
 ) -> Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>, TurnError> {
     let settings = &state.settings;
     let lock = state.workspace_locks.for_conversation(conversation_id);
@@ -496,7 +551,6 @@ async fn apply_reply_files(
             .read(move |conn| store::workspace_files::list(conn, &id))
             .await?
     };
-    let _ = manifest_before;
     let zip_id = crate::artifacts::new_zip_id();
     let outcome = crate::blocking::run(move || -> anyhow::Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>> {
         let mut staging = Staging::new(&data_dir, limits)?;

@@ -106,6 +106,8 @@ pub fn to_html(markdown: &str) -> String {
         .add_tag_attributes("span", &["class"])
         .add_tag_attributes("input", &["type", "checked", "disabled"])
         .add_tags(&["input"])
+        // A reply must not make the browser fetch from other hosts.
+        .rm_tags(&["img"])
         .link_rel(Some("noopener noreferrer nofollow"))
         .clean(&raw)
         .to_string()

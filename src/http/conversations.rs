@@ -17,7 +17,7 @@ use super::agents::{agent_model, unknown_category};
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::form::{ChatForm, Form, UploadForm};
-use crate::conversation::{TurnError, TurnInput, TurnOutcome, run_turn};
+use crate::conversation::{TurnError, TurnInput, TurnOutcome, complete_turn, prepare_turn};
 use crate::llm::LlmError;
 use crate::state::AppState;
 use crate::store::conversations::Conversation;
@@ -311,8 +311,9 @@ fn turn_error(state: &AppState, err: TurnError) -> ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
-                    "You have used your daily allowance of {} tokens; it resets at {reset_at}.",
-                    over.limit
+                    "You have used your daily allowance of {} tokens. It renews at midnight UTC, in {}.",
+                    over.limit,
+                    plain_duration(wait)
                 ),
             );
             err.body.limit = Some(over.limit);
@@ -342,6 +343,18 @@ fn turn_error(state: &AppState, err: TurnError) -> ApiError {
         ),
         TurnError::Store(err) => err.into(),
         TurnError::Internal(err) => err.into(),
+    }
+}
+
+/// "3 hours 12 minutes", "1 minute": a wait in words.
+fn plain_duration(seconds: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    let total_minutes = seconds.div_ceil(60);
+    let (hours, minutes) = (total_minutes / 60, total_minutes % 60);
+    match (hours, minutes) {
+        (0, m) => plural(m.max(1), "minute"),
+        (h, 0) => plural(h, "hour"),
+        (h, m) => format!("{} {}", plural(h, "hour"), plural(m, "minute")),
     }
 }
 
@@ -559,15 +572,19 @@ impl ConversationsApi {
             store_uploads(&state, &conversation_id, form).await?;
         }
 
+        let input = TurnInput {
+            user,
+            conversation,
+            message,
+            model,
+        };
+        // Refusals (the allowance, too many turns) come before any stream
+        // starts, so that they are plain HTTP errors in both modes.
+        let turn = prepare_turn(&state, input)
+            .await
+            .map_err(|err| turn_error(&state, err))?;
         if !wants_stream(request) {
-            let input = TurnInput {
-                user,
-                conversation,
-                message,
-                model,
-                deltas: None,
-            };
-            let outcome = run_turn(&state, input)
+            let outcome = complete_turn(&state, turn, None)
                 .await
                 .map_err(|err| turn_error(&state, err))?;
             return Ok(ChatAnswer::Json(
@@ -579,15 +596,8 @@ impl ConversationsApi {
         // stored even if the client goes away.
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let state = state.0.clone();
-        let input = TurnInput {
-            user,
-            conversation,
-            message,
-            model,
-            deltas: Some(sender),
-        };
         let turn = tokio::spawn(async move {
-            match run_turn(&state, input).await {
+            match complete_turn(&state, turn, Some(sender)).await {
                 Ok(outcome) => Ok(chat_response(conversation_id, outcome).await),
                 Err(err) => Err(turn_error(&state, err)),
             }

@@ -186,3 +186,34 @@ async fn the_rate_limit_config_is_public() {
     assert_eq!(body["daily_token_limit"], 1234);
     assert_eq!(body["window"], "utc_day");
 }
+
+#[tokio::test]
+async fn a_streamed_turn_over_the_allowance_is_a_plain_429() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| {
+        fake.configure(s);
+        s.daily_token_limit = 18;
+    })
+    .await;
+    let account = app.account("stream429@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    assert_eq!(
+        app.chat(&account.token, app.chat_form(&id, "qa_info", "one"))
+            .await
+            .status(),
+        200
+    );
+    let response = app
+        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "two"))
+        .await;
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = {
+        assert_eq!(response.status(), 429);
+        response.json().await.unwrap()
+    };
+    assert_eq!(body["error"], "rate_limited");
+    assert!(
+        body["message"].as_str().unwrap().contains("midnight UTC"),
+        "{body}"
+    );
+}
