@@ -33,7 +33,11 @@ echo "== chat"
 answer=$(curl -fsS "$base/chat" -H "$auth" -F "conversation_id=$id" -F category=test_generation \
   -F 'message=Write pytest tests for this project.')
 echo "$answer" | json '["reply"]' | head -40
-zip_id=$(echo "$answer" | json '["artifact"]["zip_id"]')
+zip_id=$(echo "$answer" | python3 -c 'import json,sys; a=json.load(sys.stdin)["artifact"]; print(a["zip_id"] if a else "")')
+if [ -z "$zip_id" ]; then
+  echo "== the agent wrote no files this turn, so there is nothing to download"
+  exit 0
+fi
 
 echo "== download $zip_id"
 curl -fsS -o magdi-tests.zip "$base/api/download?zip_id=$zip_id" -H "$auth"

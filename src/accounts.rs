@@ -48,8 +48,9 @@ pub fn normalise_email(raw: &str) -> Result<String, Invalid> {
     let Some((local, domain)) = email.split_once('@') else {
         return Err(invalid);
     };
-    let bad_char =
-        |c: char| c.is_whitespace() || c.is_control() || c == '@' || c == '<' || c == '>';
+    let bad_char = |c: char| {
+        c.is_whitespace() || c.is_control() || is_invisible(c) || matches!(c, '@' | '<' | '>')
+    };
     if local.is_empty()
         || local.len() > 64
         || domain.len() < 3
@@ -66,6 +67,12 @@ pub fn normalise_email(raw: &str) -> Result<String, Invalid> {
         return Err(invalid);
     }
     Ok(email.to_owned())
+}
+
+/// Zero-width and text-direction characters: they make two different strings
+/// look the same, so names and emails may not contain them.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
 }
 
 pub fn check_password_rules(password: &str) -> Result<(), Invalid> {
@@ -260,68 +267,134 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const MAX_FAILURES_PER_EMAIL: usize = 10;
 const MAX_FAILURES_PER_ADDRESS: usize = 50;
 
+/// Failed logins (and logins being checked right now) for one email or one
+/// client address.
+#[derive(Debug, Default)]
+struct Attempts {
+    failures: Vec<Instant>,
+    in_flight: usize,
+}
+
+impl Attempts {
+    fn prune(&mut self, now: Instant) {
+        self.failures
+            .retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+    }
+
+    /// How long this key stays locked, counting attempts still being checked
+    /// as failures, so that parallel guesses cannot slip past the limit.
+    fn wait(&self, max: usize, now: Instant) -> Option<Duration> {
+        if self.failures.len() + self.in_flight < max {
+            return None;
+        }
+        let last = self.failures.iter().max().copied();
+        Some(match last {
+            Some(last) if self.failures.len() >= max => {
+                FAILURE_WINDOW.saturating_sub(now.duration_since(last))
+            }
+            _ => Duration::from_secs(1),
+        })
+    }
+}
+
 /// Remembers failed logins per email and per client address, in memory.
 #[derive(Debug, Default)]
 pub struct LoginGuard {
-    by_email: Mutex<HashMap<String, Vec<Instant>>>,
-    by_address: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    state: Mutex<GuardState>,
 }
 
-fn recent(failures: &mut Vec<Instant>, now: Instant) {
-    failures.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+#[derive(Debug, Default)]
+struct GuardState {
+    by_email: HashMap<String, Attempts>,
+    by_address: HashMap<IpAddr, Attempts>,
+}
+
+/// A login being checked. Dropped without `succeeded`, it counts as a
+/// failure (a client that hangs up mid-check does not get a free guess).
+#[derive(Debug)]
+pub struct LoginAttempt<'a> {
+    guard: &'a LoginGuard,
+    email: String,
+    address: Option<IpAddr>,
+    succeeded: bool,
+}
+
+impl LoginAttempt<'_> {
+    pub fn succeeded(mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        self.guard.finish(&self.email, self.address, self.succeeded);
+    }
 }
 
 impl LoginGuard {
-    /// `Some(wait)` when this email or address is locked out for `wait`.
-    pub fn locked(&self, email: &str, address: Option<IpAddr>) -> Option<Duration> {
+    /// Starts a login attempt, or says how long this email or address must wait.
+    pub fn begin(
+        &self,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> Result<LoginAttempt<'_>, Duration> {
         let now = Instant::now();
-        let key = email.to_lowercase();
-        let wait = |failures: &mut Vec<Instant>, max: usize| {
-            recent(failures, now);
-            (failures.len() >= max).then(|| {
-                let last = failures.iter().max().copied().unwrap_or(now);
-                FAILURE_WINDOW.saturating_sub(now.duration_since(last))
-            })
-        };
-        let by_email = self
-            .by_email
-            .lock()
-            .get_mut(&key)
-            .and_then(|f| wait(f, MAX_FAILURES_PER_EMAIL));
-        let by_address = address.and_then(|ip| {
-            self.by_address
-                .lock()
-                .get_mut(&ip)
-                .and_then(|f| wait(f, MAX_FAILURES_PER_ADDRESS))
-        });
-        by_email.into_iter().chain(by_address).max()
+        let email = email.to_lowercase();
+        let mut state = self.state.lock();
+        let by_email = state.by_email.entry(email.clone()).or_default();
+        by_email.prune(now);
+        let mut wait = by_email.wait(MAX_FAILURES_PER_EMAIL, now);
+        if let Some(ip) = address {
+            let by_address = state.by_address.entry(ip).or_default();
+            by_address.prune(now);
+            wait = wait.max(by_address.wait(MAX_FAILURES_PER_ADDRESS, now));
+        }
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        if let Some(entry) = state.by_email.get_mut(&email) {
+            entry.in_flight += 1;
+        }
+        if let Some(entry) = address.and_then(|ip| state.by_address.get_mut(&ip)) {
+            entry.in_flight += 1;
+        }
+        Ok(LoginAttempt {
+            guard: self,
+            email,
+            address,
+            succeeded: false,
+        })
     }
 
-    pub fn record_failure(&self, email: &str, address: Option<IpAddr>) {
+    /// Ends an attempt; a failure counts against the email and the address.
+    fn finish(&self, email: &str, address: Option<IpAddr>, succeeded: bool) {
         let now = Instant::now();
-        let mut by_email = self.by_email.lock();
-        let failures = by_email.entry(email.to_lowercase()).or_default();
-        recent(failures, now);
-        failures.push(now);
-        drop(by_email);
-        if let Some(ip) = address {
-            let mut by_address = self.by_address.lock();
-            let failures = by_address.entry(ip).or_default();
-            recent(failures, now);
-            failures.push(now);
+        let mut state = self.state.lock();
+        if let Some(entry) = state.by_email.get_mut(email) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if !succeeded {
+                entry.failures.push(now);
+            }
+        }
+        if let Some(entry) = address.and_then(|ip| state.by_address.get_mut(&ip)) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if !succeeded {
+                entry.failures.push(now);
+            }
         }
     }
 
-    /// Forgets entries whose failures are all older than the window.
+    /// Forgets entries with no recent failures and nothing in flight.
     pub fn prune(&self) {
         let now = Instant::now();
-        self.by_email.lock().retain(|_, f| {
-            recent(f, now);
-            !f.is_empty()
+        let mut state = self.state.lock();
+        state.by_email.retain(|_, a| {
+            a.prune(now);
+            !a.failures.is_empty() || a.in_flight > 0
         });
-        self.by_address.lock().retain(|_, f| {
-            recent(f, now);
-            !f.is_empty()
+        state.by_address.retain(|_, a| {
+            a.prune(now);
+            !a.failures.is_empty() || a.in_flight > 0
         });
     }
 }
@@ -356,14 +429,33 @@ mod tests {
     fn ten_failures_lock_an_email_but_not_another() {
         let guard = LoginGuard::default();
         for _ in 0..9 {
-            guard.record_failure("A@b.io", None);
+            drop(guard.begin("A@b.io", None).unwrap());
         }
-        assert!(guard.locked("a@b.io", None).is_none());
-        guard.record_failure("a@b.io", None);
+        drop(
+            guard
+                .begin("a@b.io", None)
+                .expect("nine failures do not lock"),
+        );
         let wait = guard
-            .locked("a@B.io", None)
-            .expect("locked after ten failures");
+            .begin("a@B.io", None)
+            .expect_err("locked after ten failures");
         assert!(wait > Duration::from_secs(14 * 60) && wait <= FAILURE_WINDOW);
-        assert!(guard.locked("c@b.io", None).is_none());
+        assert!(guard.begin("c@b.io", None).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_count_before_they_fail() {
+        let guard = LoginGuard::default();
+        let attempts: Vec<_> = (0..10)
+            .map(|_| guard.begin("p@b.io", None).unwrap())
+            .collect();
+        assert!(
+            guard.begin("p@b.io", None).is_err(),
+            "an eleventh guess waits"
+        );
+        for attempt in attempts {
+            attempt.succeeded();
+        }
+        assert!(guard.begin("p@b.io", None).is_ok());
     }
 }

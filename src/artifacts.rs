@@ -180,17 +180,30 @@ pub async fn sweep(
         Duration::from_secs(600)
     };
     let data_dir = data_dir.to_owned();
-    let (zip_ids, conversation_ids) = store
-        .read(|conn| {
+    let (zip_ids, conversation_ids, manifests) = store
+        .read(move |conn| {
             Ok((
                 store::artifacts::all_ids(conn)?,
                 store::conversations::all_ids(conn)?,
+                // Only at start is nothing writing into workspaces, so only
+                // then are files missing from a manifest known to be leftovers.
+                if at_start {
+                    Some(store::workspace_files::all_paths(conn)?)
+                } else {
+                    None
+                },
             ))
         })
         .await?;
-    report.orphaned_files =
-        crate::blocking::run(move || remove_orphans(&data_dir, &zip_ids, &conversation_ids, grace))
-            .await;
+    report.orphaned_files = crate::blocking::run(move || {
+        let known = Known {
+            zip_ids: &zip_ids,
+            conversation_ids: &conversation_ids,
+            manifests: manifests.as_ref(),
+        };
+        remove_orphans(&data_dir, &known, grace)
+    })
+    .await;
 
     if report != SweepReport::default() {
         tracing::info!(
@@ -214,12 +227,14 @@ fn older_than(path: &Path, grace: Duration) -> bool {
         .is_some_and(|age| age >= grace)
 }
 
-fn remove_orphans(
-    data_dir: &Path,
-    zip_ids: &HashSet<String>,
-    conversation_ids: &HashSet<String>,
-    grace: Duration,
-) -> usize {
+/// What the database references, for the orphan check.
+struct Known<'a> {
+    zip_ids: &'a HashSet<String>,
+    conversation_ids: &'a HashSet<String>,
+    manifests: Option<&'a std::collections::HashMap<String, HashSet<String>>>,
+}
+
+fn remove_orphans(data_dir: &Path, known: &Known<'_>, grace: Duration) -> usize {
     let mut removed = 0;
     let entries = |dir: PathBuf| std::fs::read_dir(dir).into_iter().flatten().flatten();
 
@@ -228,7 +243,7 @@ fn remove_orphans(
         let name = entry.file_name().to_string_lossy().into_owned();
         let referenced = name
             .strip_suffix(".zip")
-            .is_some_and(|id| zip_ids.contains(id));
+            .is_some_and(|id| known.zip_ids.contains(id));
         if !referenced && older_than(&path, grace) && std::fs::remove_file(&path).is_ok() {
             removed += 1;
         }
@@ -236,24 +251,53 @@ fn remove_orphans(
     for entry in entries(data_dir.join("workspaces")) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !conversation_ids.contains(&name)
-            && older_than(&path, grace)
-            && std::fs::remove_dir_all(&path).is_ok()
-        {
+        if !known.conversation_ids.contains(&name) {
+            if older_than(&path, grace) && std::fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        if let Some(manifests) = known.manifests {
+            let empty = HashSet::new();
+            let manifest = manifests.get(&name).unwrap_or(&empty);
+            removed += remove_unlisted_files(&path, &path, manifest);
+        }
+    }
+    let staging_grace = if grace.is_zero() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(3600)
+    };
+    for entry in entries(crate::workspace::staging_root(data_dir)) {
+        let path = entry.path();
+        if older_than(&path, staging_grace) && std::fs::remove_dir_all(&path).is_ok() {
             removed += 1;
         }
     }
-    for entry in entries(crate::workspace::staging_root(data_dir)) {
+    removed
+}
+
+/// Removes files of a workspace that its manifest does not list (a crash
+/// between moving files in and recording them), and folders left empty.
+fn remove_unlisted_files(root: &Path, dir: &Path, manifest: &HashSet<String>) -> usize {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if older_than(
-            &path,
-            grace.max(if grace.is_zero() {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(3600)
-            }),
-        ) && std::fs::remove_dir_all(&path).is_ok()
-        {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            removed += remove_unlisted_files(root, &path, manifest);
+            let _ = std::fs::remove_dir(&path);
+            continue;
+        }
+        let relative = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().replace('\\', "/"));
+        let listed = relative
+            .as_ref()
+            .is_ok_and(|p| manifest.contains(p.as_str()));
+        if !listed && std::fs::remove_file(&path).is_ok() {
             removed += 1;
         }
     }

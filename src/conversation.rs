@@ -146,6 +146,11 @@ fn describe_workspace(
     let mut used = 0u64;
     let mut inlined = std::collections::HashSet::new();
     for file in files {
+        // A token is rarely more than eight bytes, so a file this large cannot
+        // fit what is left, and counting it would be wasted work.
+        if file.content.len() as u64 / 8 > budget.saturating_sub(used) {
+            continue;
+        }
         let tokens = tokenizer::count(&file.content);
         if used + tokens > budget {
             continue;
@@ -236,16 +241,24 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
     let system_prompt = agent.system_prompt.clone();
     let user_message = message.clone();
     let manifest_for_prompt = manifest;
+    let offline = model == llm::BUILTIN_MODEL || state.providers.provider_name(&model) == "builtin";
     let (messages, prompt_tokens, message_tokens, workspace_texts) =
         crate::blocking::run(move || {
             let texts = if manifest_for_prompt.is_empty() {
                 Vec::new()
             } else {
+                // The offline model reads the whole workspace; a remote one gets
+                // only what fits the context budget, so read no more than that.
+                let max_total = if offline {
+                    64 * 1024 * 1024
+                } else {
+                    context_budget * 8
+                };
                 workspace::read_text_files(
                     &workspace_dir,
                     &manifest_for_prompt,
                     1024 * 1024,
-                    64 * 1024 * 1024,
+                    max_total,
                 )
             };
             let (workspace_text, workspace_tokens) =
@@ -555,6 +568,7 @@ async fn apply_reply_files(
     let outcome = crate::blocking::run(move || -> anyhow::Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>> {
         let mut staging = Staging::new(&data_dir, limits)?;
         let known: HashMap<&str, &str> = current.iter().map(|f| (f.path.as_str(), f.sha256.as_str())).collect();
+        let mut accepted: Vec<String> = Vec::new();
         for block in &blocks {
             let Ok(path) = workspace::safe_relative_path(&block.path) else {
                 tracing::warn!(path = %block.path, "a reply proposed a file outside the workspace; skipped");
@@ -567,8 +581,14 @@ async fn apply_reply_files(
             if known.get(path.as_str()) == Some(&sha.as_str()) {
                 continue;
             }
-            if let Err(err) = staging.add_bytes(&path, block.content.as_bytes()) {
-                tracing::warn!(path = %path, error = %err, "a file proposed by a reply was not written");
+            let taken = known.keys().copied().chain(accepted.iter().map(String::as_str));
+            if workspace::collides(&path, taken) {
+                tracing::warn!(path = %path, "a reply proposed a file where a folder is, or inside a file; skipped");
+                continue;
+            }
+            match staging.add_bytes(&path, block.content.as_bytes()) {
+                Ok(()) => accepted.push(path),
+                Err(err) => tracing::warn!(path = %path, error = %err, "a file proposed by a reply was not written"),
             }
         }
         if staging.is_empty() {

@@ -74,6 +74,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         metrics: metrics::Metrics::new(),
         workspace_locks: workspace::WorkspaceLocks::default(),
         turns_in_flight: conversation::TurnGate::new(settings.max_concurrent_turns_per_user),
+        disposable_downloads: Default::default(),
         settings,
     }))
 }

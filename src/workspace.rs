@@ -90,8 +90,11 @@ pub fn safe_relative_path(name: &str) -> Result<String, WorkspaceError> {
     if name.len() > MAX_PATH_BYTES {
         return Err(bad("it is too long"));
     }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(bad("it contains control characters"));
+    if name
+        .chars()
+        .any(|c| c.is_control() || crate::accounts::is_invisible(c))
+    {
+        return Err(bad("it contains control or invisible characters"));
     }
     let unified = name.replace('\\', "/");
     if unified.starts_with('/') {
@@ -363,10 +366,13 @@ impl Staging {
                         "the zip entry {path:?} is larger than the limit per file"
                     )));
                 }
-                if unpacked > self.limits.max_workspace_bytes {
-                    return Err(WorkspaceError::TooLarge(
-                        "the zip unpacks to more than the workspace may hold".into(),
-                    ));
+                // What a zip unpacks to counts against the request's limit,
+                // so that a small zip cannot fill the disk.
+                if self.bytes + unpacked > self.limits.max_request_bytes {
+                    return Err(WorkspaceError::TooLarge(format!(
+                        "the zip unpacks to more than the limit of {} MiB per request",
+                        self.limits.max_request_bytes / crate::config::MIB
+                    )));
                 }
                 hasher.update(&buffer[..n]);
                 out.write_all(&buffer[..n])?;
@@ -381,6 +387,7 @@ impl Staging {
                 },
             );
         }
+        self.bytes += unpacked;
         Ok(())
     }
 
@@ -452,6 +459,20 @@ impl Staging {
         sync_dir(workspace);
         Ok(placed)
     }
+}
+
+/// Whether a file at `path` would clash with other files: one of them lies
+/// where `path` needs a folder, or `path` is a folder of one of them.
+pub fn collides<'a>(path: &str, others: impl IntoIterator<Item = &'a str>) -> bool {
+    others.into_iter().any(|other| {
+        other != path
+            && (path
+                .strip_prefix(other)
+                .is_some_and(|rest| rest.starts_with('/'))
+                || other
+                    .strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('/')))
+    })
 }
 
 /// Makes a rename durable. Best effort: not every filesystem allows it.

@@ -145,25 +145,35 @@ impl AccountsApi {
     ) -> Result<Json<LoginResponse>, ApiError> {
         let address = request.remote_addr().as_socket_addr().map(|a| a.ip());
         let email = body.email.trim().to_owned();
-        if let Some(wait) = state.login_guard.locked(&email, address) {
-            let mut err = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "Too many failed sign-ins; wait before trying again.",
-            );
-            err.retry_after = Some(wait.as_secs().max(1));
-            return Err(err);
-        }
+        let attempt = match state.login_guard.begin(&email, address) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "Too many failed sign-ins; wait before trying again.",
+                );
+                err.retry_after = Some(wait.as_secs().max(1));
+                return Err(err);
+            }
+        };
 
         let lookup = email.clone();
         let user = if email.is_empty() || body.password.len() > crate::accounts::MAX_PASSWORD_BYTES
         {
             None
         } else {
-            state
+            match state
                 .store
                 .read(move |conn| users::by_email(conn, &lookup))
-                .await?
+                .await
+            {
+                Ok(user) => user,
+                Err(err) => {
+                    attempt.succeeded();
+                    return Err(err.into());
+                }
+            }
         };
         let hash = user
             .as_ref()
@@ -172,9 +182,12 @@ impl AccountsApi {
         let password = Secret::new(body.0.password);
         let valid = state.hasher.verify(password, hash).await;
         let user = match user {
-            Some(user) if valid && !user.disabled => user,
+            Some(user) if valid && !user.disabled => {
+                attempt.succeeded();
+                user
+            }
             _ => {
-                state.login_guard.record_failure(&email, address);
+                drop(attempt);
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "invalid_credentials",

@@ -60,13 +60,13 @@ pub struct SelectResponse {
     pub agents: Vec<AgentInfo>,
 }
 
-/// The model an agent runs on: its own default when the server offers it,
-/// else the server's default.
+/// The model an agent runs on: the catalog's choice for it when the server
+/// offers that model, else the server's default (the provider's first model).
 pub fn agent_model(state: &AppState, agent: &agents::Agent) -> String {
     agent
         .default_model
         .as_deref()
-        .filter(|m| state.providers.offers(m) && state.settings.default_model.is_none())
+        .filter(|m| state.providers.offers(m))
         .unwrap_or(&state.providers.default_model)
         .to_owned()
 }

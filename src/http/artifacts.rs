@@ -65,6 +65,19 @@ impl<F: FnOnce() + Send + Unpin> Drop for CompletionStream<F> {
     }
 }
 
+/// Releases a disposable artifact's download slot when the download ends,
+/// however it ends.
+struct DisposableClaim {
+    state: AppState,
+    zip_id: String,
+}
+
+impl Drop for DisposableClaim {
+    fn drop(&mut self) {
+        self.state.disposable_downloads.lock().remove(&self.zip_id);
+    }
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("artifact_not_found", "There is no such artifact.")
 }
@@ -139,6 +152,19 @@ impl ArtifactsApi {
         let size = file.metadata().await.map_err(ApiError::internal)?.len();
 
         let delete_after = disposable || found.artifact.disposable;
+        // A disposable artifact is sent to one download at a time; while one
+        // runs, it is as good as gone for everyone else.
+        let claim = if delete_after {
+            if !state.disposable_downloads.lock().insert(zip_id.clone()) {
+                return Err(not_found());
+            }
+            Some(DisposableClaim {
+                state: state.0.clone(),
+                zip_id: zip_id.clone(),
+            })
+        } else {
+            None
+        };
         let finished_state = state.0.clone();
         let finished_id = zip_id.clone();
         let on_complete = move || {
@@ -162,6 +188,8 @@ impl ArtifactsApi {
                     }
                     Err(err) => tracing::error!(error = %err, "removing a disposable artifact"),
                 }
+                // Only now may another download try; it will find nothing.
+                drop(claim);
             });
         };
         let stream = CompletionStream {

@@ -107,6 +107,7 @@ pub struct ChatResponse {
     pub llm_model: String,
     pub usage: Usage,
     /// The ZIP of the workspace when the reply changed files, else null.
+    #[oai(nullable)]
     pub artifact: Option<ArtifactRef>,
 }
 
@@ -131,8 +132,10 @@ pub struct ConversationSummary {
     pub llm_model: String,
     pub status: String,
     pub created_at: String,
+    #[oai(nullable)]
     pub ended_at: Option<String>,
     /// The start of the first message.
+    #[oai(nullable)]
     pub title: Option<String>,
 }
 
@@ -140,6 +143,7 @@ pub struct ConversationSummary {
 pub struct ConversationList {
     pub conversations: Vec<ConversationSummary>,
     /// Pass as `before` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_before: Option<String>,
 }
 
@@ -151,10 +155,13 @@ pub struct MessageInfo {
     pub content: String,
     /// The content as sanitised HTML, for display.
     pub content_html: String,
+    #[oai(nullable)]
     pub llm_model: Option<String>,
+    #[oai(nullable)]
     pub usage: Option<Usage>,
     pub created_at: String,
     /// Why the turn failed, on a user message whose turn failed.
+    #[oai(nullable)]
     pub error: Option<String>,
 }
 
@@ -177,6 +184,7 @@ pub struct ConversationDetail {
     pub llm_model: String,
     pub status: String,
     pub created_at: String,
+    #[oai(nullable)]
     pub ended_at: Option<String>,
     pub messages: Vec<MessageInfo>,
     pub workspace: Vec<FileInfo>,
@@ -402,6 +410,32 @@ impl ApiResponse for ChatAnswer {
     }
 }
 
+fn delta_event(text: &str) -> Event {
+    Event::message(serde_json::json!({ "text": text }).to_string()).event_type("delta")
+}
+
+fn done_event(answer: &ChatResponse) -> Event {
+    Event::message(answer.to_json().map(|v| v.to_string()).unwrap_or_default()).event_type("done")
+}
+
+fn error_event(err: &ApiError) -> Event {
+    Event::message(serde_json::to_string(&err.body).unwrap_or_default()).event_type("error")
+}
+
+/// A stream whose turn already finished: its deltas, then the answer.
+fn sse_response(deltas: Vec<String>, answer: ChatResponse) -> Response {
+    let mut events: Vec<Event> = deltas.iter().map(|d| delta_event(d)).collect();
+    events.push(done_event(&answer));
+    with_stream_headers(SSE::new(futures_util::stream::iter(events)).into_response())
+}
+
+fn with_stream_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("cache-control", "no-cache".parse().expect("static header"));
+    headers.insert("x-accel-buffering", "no".parse().expect("static header"));
+    response
+}
+
 fn wants_stream(request: &poem::Request) -> bool {
     request
         .header("accept")
@@ -596,32 +630,51 @@ impl ConversationsApi {
         // stored even if the client goes away.
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let state = state.0.clone();
-        let turn = tokio::spawn(async move {
+        let mut turn = tokio::spawn(async move {
             match complete_turn(&state, turn, Some(sender)).await {
                 Ok(outcome) => Ok(chat_response(conversation_id, outcome).await),
                 Err(err) => Err(turn_error(&state, err)),
             }
         });
-        let events = async_stream::stream! {
-            while let Some(text) = receiver.recv().await {
-                yield Event::message(serde_json::json!({ "text": text }).to_string()).event_type("delta");
-            }
-            let last = match turn.await {
-                Ok(Ok(answer)) => Event::message(answer.to_json().map(|v| v.to_string()).unwrap_or_default()).event_type("done"),
-                Ok(Err(err)) => Event::message(serde_json::to_string(&err.body).unwrap_or_default()).event_type("error"),
-                Err(_) => Event::message(r#"{"error":"internal_error","message":"The turn failed on the server."}"#).event_type("error"),
-            };
-            yield last;
+        // Hold the headers until the provider has said something: a failure
+        // before the first word is then a plain 502 or 504, as in JSON mode.
+        let first = tokio::select! {
+            delta = receiver.recv() => match delta {
+                Some(text) => Ok(text),
+                // The provider is done without a word; the turn is finishing.
+                None => Err((&mut turn).await),
+            },
+            finished = &mut turn => Err(finished),
         };
-        let mut response = SSE::new(events)
-            .keep_alive(Duration::from_secs(15))
-            .into_response();
-        let headers = response.headers_mut();
-        headers.insert("cache-control", "no-cache".parse().expect("static header"));
-        headers.insert("x-accel-buffering", "no".parse().expect("static header"));
-        Ok(ChatAnswer::Stream(response))
+        let first = match first {
+            Ok(text) => text,
+            Err(finished) => {
+                let answer =
+                    finished.map_err(|_| ApiError::internal("the turn's task failed"))??;
+                let mut deltas = Vec::new();
+                while let Ok(text) = receiver.try_recv() {
+                    deltas.push(text);
+                }
+                return Ok(ChatAnswer::Stream(sse_response(deltas, answer)));
+            }
+        };
+        let events = async_stream::stream! {
+            yield delta_event(&first);
+            while let Some(text) = receiver.recv().await {
+                yield delta_event(&text);
+            }
+            yield match turn.await {
+                Ok(Ok(answer)) => done_event(&answer),
+                Ok(Err(err)) => error_event(&err),
+                Err(_) => error_event(&ApiError::internal("the turn's task failed")),
+            };
+        };
+        Ok(ChatAnswer::Stream(with_stream_headers(
+            SSE::new(events)
+                .keep_alive(Duration::from_secs(15))
+                .into_response(),
+        )))
     }
-
     /// End a conversation. Ending twice is fine.
     #[oai(
         path = "/end_conversation",

@@ -112,34 +112,73 @@ pub fn app(state: AppState) -> impl Endpoint {
 /// JSON routes take at most this much; uploads and chat have their own limits.
 const MAX_JSON_BODY: u64 = 1024 * 1024;
 
-async fn limit_body<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let path = req.uri().path();
     let is_form = path == "/chat" || path == "/conversation/upload";
-    if !is_form
-        && let Some(length) = req
+    if !is_form {
+        let too_large = || error::ApiError::too_large("The request body is larger than 1 MiB.");
+        if req
             .header("content-length")
             .and_then(|v| v.parse::<u64>().ok())
-        && length > MAX_JSON_BODY
-    {
-        return Err(error::ApiError::too_large("The request body is larger than 1 MiB.").into());
+            .is_some_and(|n| n > MAX_JSON_BODY)
+        {
+            return Err(too_large().into());
+        }
+        // A chunked body has no length up front: read it here, within the limit.
+        let body = req
+            .take_body()
+            .into_bytes_limit(MAX_JSON_BODY as usize)
+            .await
+            .map_err(|err| match err {
+                poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
+                _ => error::ApiError::bad_request(
+                    "bad_request",
+                    "The request body could not be read.",
+                )
+                .into(),
+            })?;
+        req.set_body(body);
     }
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// The route template of a matched request, `{name}` style; bounded labels.
+/// The API's path templates as the OpenAPI document names them.
+fn spec_templates() -> &'static [String] {
+    static TEMPLATES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(&service().spec()).unwrap_or_default();
+        spec["paths"]
+            .as_object()
+            .map(|paths| paths.keys().cloned().collect())
+            .unwrap_or_default()
+    })
+}
+
+/// The route template of a matched request, as the API documents it
+/// (`/conversations/{conversation_id}`): bounded labels, never raw ids.
 fn route_label(response: &Response) -> String {
-    match response.data::<poem::PathPattern>() {
-        Some(pattern) => pattern
-            .0
-            .split('/')
-            .map(|part| match part.strip_prefix(':') {
-                Some(name) => format!("{{{name}}}"),
-                None => part.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("/"),
-        None => "unmatched".to_owned(),
+    let Some(pattern) = response
+        .data::<poem::PathPattern>()
+        .filter(|p| !p.0.is_empty())
+    else {
+        return "unmatched".to_owned();
+    };
+    let segments: Vec<&str> = pattern.0.split('/').collect();
+    let is_param =
+        |part: &str| part.starts_with(':') || part.starts_with('{') || part.starts_with('*');
+    if !segments.iter().any(|part| is_param(part)) {
+        return pattern.0.to_string();
     }
+    // The router names parameters by position; the spec has their names.
+    let named = spec_templates().iter().find(|template| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(t, p)| t == p || (t.starts_with('{') && is_param(p)))
+    });
+    named.cloned().unwrap_or_else(|| "unmatched".to_owned())
 }
 
 /// Metrics, one log line per request, and the headers every answer carries.

@@ -38,6 +38,7 @@ pub struct UsageResponse {
     /// The daily allowance in tokens; 0 means unlimited.
     pub daily_limit: u64,
     /// Tokens left today (null when unlimited).
+    #[oai(nullable)]
     pub remaining: Option<u64>,
     /// When the allowance resets (the next UTC midnight).
     pub reset_at: String,

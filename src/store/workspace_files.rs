@@ -63,3 +63,21 @@ pub fn clear(conn: &Connection, conversation_id: &str) -> StoreResult<()> {
         .map_err(db_err)?;
     Ok(())
 }
+
+/// Every workspace's paths, by conversation, for the sweeper's orphan check.
+pub fn all_paths(
+    conn: &Connection,
+) -> StoreResult<std::collections::HashMap<String, std::collections::HashSet<String>>> {
+    let mut stmt = conn
+        .prepare("SELECT conversation_id, path FROM workspace_files")
+        .map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
+    let mut all: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let id: String = row.get(0).map_err(db_err)?;
+        let path: String = row.get(1).map_err(db_err)?;
+        all.entry(id).or_default().insert(path);
+    }
+    Ok(all)
+}

@@ -102,6 +102,18 @@ async fn malformed_and_oversized_bodies_are_json_errors() {
         .await
         .unwrap();
     assert_eq!(error_code(huge, 413).await, "payload_too_large");
+    // Without a length up front (chunked), the limit holds all the same.
+    let chunks =
+        futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let chunked = app
+        .client
+        .post(app.url("/register"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(chunked, 413).await, "payload_too_large");
     assert_eq!(app.count_rows("users"), 0);
 }
 

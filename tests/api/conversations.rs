@@ -223,6 +223,18 @@ async fn uploads_over_the_limits_are_refused_with_413() {
         .await;
     assert_eq!(error_code(response, 413).await, "payload_too_large");
 
+    // What a zip unpacks to counts against the request: many small entries too.
+    let entry = vec![b'0'; 1024 * 1024];
+    let names: Vec<String> = (0..4).map(|i| format!("zeros{i}.bin")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), entry.as_slice()))
+        .collect();
+    let response = app
+        .upload(&account.token, &id, vec![("many.zip", zip_of(&entries))])
+        .await;
+    assert_eq!(error_code(response, 413).await, "payload_too_large");
+
     let near = vec![b'b'; 900 * 1024];
     assert_eq!(
         app.upload(

@@ -4,7 +4,9 @@
 
 mod accounts;
 mod artifacts;
+mod contract;
 mod conversations;
+mod crash;
 mod offline;
 mod operations;
 mod providers;

@@ -141,6 +141,7 @@ async fn a_streamed_turn_sends_deltas_then_the_whole_answer() {
     assert_eq!(deltas, "Hello from the fake model.");
     let (last_event, last_data) = events.last().unwrap();
     assert_eq!(last_event, "done");
+    assert_eq!(events.iter().filter(|(e, _)| e == "done").count(), 1);
     let done: Value = serde_json::from_str(last_data).unwrap();
     assert_eq!(done["reply"], "Hello from the fake model.");
     assert_eq!(done["usage"]["total_tokens"], 18);
@@ -189,6 +190,24 @@ async fn provider_failures_become_502_and_504_and_keep_the_message() {
     assert_eq!(messages[0]["content"], "Fail");
     let usage = app.usage(&account.token).await;
     assert_eq!(usage["tokens_used"], 0);
+}
+
+#[tokio::test]
+async fn a_streamed_turn_that_fails_before_any_text_is_a_plain_502() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("sse502@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    fake.set(Behaviour::Fail);
+    let response = app
+        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "go"))
+        .await;
+    assert_eq!(error_code(response, 502).await, "upstream_error");
+    fake.set(Behaviour::Stall);
+    let response = app
+        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "go"))
+        .await;
+    assert_eq!(error_code(response, 504).await, "upstream_timeout");
 }
 
 #[tokio::test]
@@ -253,6 +272,14 @@ async fn models_are_read_from_the_provider_when_not_given() {
         serde_json::json!(["fake-large", "fake-small", "builtin"])
     );
     assert_eq!(body["default_model"], "fake-large");
+    // Agents use the provider's model, not the offline one, unless asked.
+    let started: Value = app
+        .start_conversation(&account, serde_json::json!({"category": "qa_info"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(started["llm_model"], "fake-large");
 }
 
 #[tokio::test]
@@ -300,6 +327,20 @@ async fn reply_file_blocks_are_written_and_packed() {
     let detail = app.conversation_detail(&account.token, &id).await;
     assert_eq!(detail["artifacts"][0]["zip_id"], zip_id);
     assert_eq!(detail["workspace"][0]["path"], "tests/test_calc.py");
+
+    // A reply file where a folder is, or inside a file, is skipped; the turn stands.
+    *fake.reply.lock() = "```text path=tests\nnot a folder\n```\n```text path=tests/test_calc.py/inner.txt\nx\n```\n```python path=tests/test_calc.py\nfrom calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n```\n".into();
+    let skipped = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "odd files"),
+        )
+        .await;
+    assert_eq!(skipped.status(), 200);
+    assert_eq!(
+        skipped.json::<Value>().await.unwrap()["artifact"],
+        Value::Null
+    );
 
     // The same reply again changes nothing, so it makes no new artifact.
     let again: Value = app

@@ -138,6 +138,16 @@ async fn metrics_move_as_requests_are_made() {
         assert!(text.contains(family), "missing {family:?} in\n{text}");
     }
     assert!(!text.contains(&account.email));
+
+    let id = app.conversation(&account, "qa_info").await;
+    app.conversation_detail(&account.token, &id).await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let detail = "magdi_http_requests_total{method=\"GET\",route=\"/conversations/{conversation_id}\",status=\"200\"} 1";
+    assert!(
+        text.contains(detail),
+        "route templates name their parameters:\n{text}"
+    );
+    assert!(!text.contains(&id), "no raw ids in labels");
 }
 
 #[tokio::test]

@@ -23,6 +23,9 @@ pub struct ModuleContext<'a> {
     /// Names the project adds to every doctest (pytest's `doctest_namespace`), with the code
     /// that binds each inside a test.
     pub namespace: &'a BTreeMap<String, String>,
+    /// The module's functions and classes that print: an example using one is checked on
+    /// what doctest shows (printed text and the value's repr), never on the value alone.
+    pub printing: &'a BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub struct Translation {
     /// One reason per example left out.
     pub left_out: Vec<String>,
     pub uses_re: bool,
+    /// Whether the code calls [`PRINTED_HELPER`]'s function.
+    pub uses_printed: bool,
 }
 
 const BODY: &str = "    ";
@@ -43,6 +48,13 @@ const BODY: &str = "    ";
 /// enough not to collide with the example's own names.
 const VALUE: &str = "_doctest_value";
 const SHOWN: &str = "_doctest_shown";
+/// doctest adds a final newline to printed text that lacks one (`print(x, end='')`), since an
+/// expected output cannot say that it is missing; printed text is compared through this.
+pub const PRINTED_HELPER: &str = "\
+def _doctest_text(printed):
+    \"\"\"Printed text as doctest compares it: with a final newline when anything was printed.\"\"\"
+    return printed if not printed or printed.endswith(\"\\n\") else printed + \"\\n\"
+";
 
 pub fn translate(
     test_name: &str,
@@ -113,6 +125,8 @@ struct Translator<'a> {
 enum Check {
     Value,
     Stdout,
+    /// Printed text followed by the repr of the value, unless it is None.
+    Shown,
 }
 
 impl Translator<'_> {
@@ -175,11 +189,22 @@ impl Translator<'_> {
                     self.expect_stdout(&source, &want, flags);
                     Ok(())
                 }
+                Ok(Check::Shown) => {
+                    self.expect_shown(&source, &want, flags);
+                    Ok(())
+                }
                 Err(why) => Err(why),
             }
         };
         self.defined.extend(uses.defines);
-        self.printed_before |= source_reads(&source, "print");
+        // A function or class defined here that prints makes later outputs printed text too.
+        let head = tokens
+            .iter()
+            .find(|t| t.kind != Kind::Comment && t.kind != Kind::Newline)
+            .map(|t| t.text(&source));
+        let defines = matches!(head, Some("def" | "class" | "@"));
+        self.printed_before |= source_reads(&source, "print")
+            || (defines && self.ctx.printing.iter().any(|n| source_reads(&source, n)));
         self.stdout_dirty = true;
         if let Err(why) = result {
             // The output cannot be checked soundly, but later examples may need what this
@@ -277,7 +302,13 @@ impl Translator<'_> {
         let elided = text.contains("...");
         // Code that prints (here, or in a function an earlier example defined) mixes printed
         // text into what doctest shows.
-        let mentions_print = self.printed_before || source_reads(source, "print");
+        let mentions_print = self.printed_before
+            || source_reads(source, "print")
+            || self
+                .ctx
+                .printing
+                .iter()
+                .any(|name| source_reads(source, name));
         // doctest never displays None, so an output of `None` was printed, not returned.
         let literal = literal::parse(text).filter(|l| l.shape != Shape::None);
         if let Some(lit) = literal.filter(|_| !elided && !mentions_print) {
@@ -291,28 +322,36 @@ impl Translator<'_> {
             let check = self.text_check(&got, text, flags);
             self.body.push(format!("{BODY}assert {check}"));
         } else {
-            // Prose, or code that prints: compare what doctest shows, printed output followed
-            // by the repr of a value that is not None.
-            self.capsys = true;
-            if self.stdout_dirty {
-                self.body.push(format!("{BODY}capsys.readouterr()"));
-            }
-            let value = inline_or_block(source);
-            let value = if value.contains('\n') {
-                format!("({value})")
-            } else {
-                value
-            };
-            self.body.push(format!("{BODY}{VALUE} = {value}"));
-            self.body.push(format!(
-                "{BODY}{SHOWN} = capsys.readouterr().out + (\"\" if {VALUE} is None else repr({VALUE}) + \"\\n\")"
-            ));
-            let check = self.text_check(SHOWN, want, flags);
-            self.body.push(format!("{BODY}assert {check}"));
-            self.stdout_dirty = false;
+            // Prose, or code that prints.
+            self.expect_shown(source, want, flags);
+            return Ok(());
         }
         self.out.asserted += 1;
         Ok(())
+    }
+
+    /// Compares what doctest shows for an expression: printed output followed by the repr of
+    /// a value that is not None.
+    fn expect_shown(&mut self, source: &str, want: &str, flags: Flags) {
+        self.capsys = true;
+        if self.stdout_dirty {
+            self.body.push(format!("{BODY}capsys.readouterr()"));
+        }
+        let value = inline_or_block(source);
+        let value = if value.contains('\n') {
+            format!("({value})")
+        } else {
+            value
+        };
+        self.body.push(format!("{BODY}{VALUE} = {value}"));
+        self.body.push(format!(
+            "{BODY}{SHOWN} = _doctest_text(capsys.readouterr().out + (\"\" if {VALUE} is None else repr({VALUE}) + \"\\n\"))"
+        ));
+        self.out.uses_printed = true;
+        let check = self.text_check(SHOWN, want, flags);
+        self.body.push(format!("{BODY}assert {check}"));
+        self.stdout_dirty = false;
+        self.out.asserted += 1;
     }
 
     fn assert_literal(
@@ -348,7 +387,8 @@ impl Translator<'_> {
             self.body.push(format!("{BODY}capsys.readouterr()"));
         }
         self.push_code(source, BODY);
-        let check = self.text_check("capsys.readouterr().out", want, flags);
+        let check = self.text_check("_doctest_text(capsys.readouterr().out)", want, flags);
+        self.out.uses_printed = true;
         self.body.push(format!("{BODY}assert {check}"));
         self.stdout_dirty = false;
         self.out.asserted += 1;
@@ -506,10 +546,11 @@ fn top_level_ops<'a>(source: &'a str, line: &'a [Token]) -> impl Iterator<Item =
 fn check_for(source: &str, tokens: &[Token], shape: SourceShape) -> Result<Check, String> {
     match shape {
         SourceShape::Expression => {
-            if prints(source, tokens) {
+            if outer_callee(source, tokens) == Some("print") {
                 Ok(Check::Stdout)
-            } else if writes_stdout(source, tokens) {
-                Err("writes to stdout and returns a value".into())
+            } else if prints(source, tokens) || writes_stdout(source, tokens) {
+                // Named like a printer, it may return a value too, which doctest shows.
+                Ok(Check::Shown)
             } else {
                 Ok(Check::Value)
             }

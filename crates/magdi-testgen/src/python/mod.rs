@@ -61,8 +61,12 @@ const PROJECT_MARKERS: [&str; 3] = ["pyproject.toml", "setup.py", "setup.cfg"];
 struct Module {
     name: String,
     path: String,
-    /// The folder that goes on sys.path for `name` to import.
+    /// The folder that goes on sys.path for `name` to import, or for a package imported under
+    /// an alias, the package's own folder.
     root: String,
+    /// The name a package folder is imported under when its folder name cannot be imported
+    /// (the workspace root itself, or `proj-main/`): see [`Layout::aliases`].
+    alias: Option<String>,
     is_package: bool,
     scan: scan::ModuleScan,
     too_big: bool,
@@ -97,12 +101,29 @@ pub fn generate(files: &[SourceFile]) -> Output {
     let local_tops = layout.local_tops(&modules);
 
     // One test folder per project, holding a conftest that puts that project's roots first.
-    let mut projects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut projects: BTreeMap<String, ProjectRoots> = BTreeMap::new();
     for m in &modules {
-        projects
-            .entry(project_dir(&m.root))
-            .or_default()
-            .insert(m.root.clone());
+        let entry = projects.entry(project_dir(&m.root)).or_default();
+        match &m.alias {
+            Some(alias) => {
+                entry.aliases.insert(alias.clone(), m.root.clone());
+            }
+            None => {
+                entry.roots.insert(m.root.clone());
+            }
+        }
+    }
+    for (dir, alias) in &layout.aliases {
+        if modules.iter().any(|m| m.alias.as_ref() == Some(alias)) {
+            let what = if dir.is_empty() {
+                "The workspace root is itself a Python package (it holds `__init__.py`)".to_string()
+            } else {
+                format!("`{dir}/` is a Python package whose folder name cannot be imported")
+            };
+            out.notes.push(format!(
+                "{what}: the generated tests import it as `{alias}`, through their conftest.py."
+            ));
+        }
     }
     let mut used_names = BTreeSet::new();
     for (project, roots) in &projects {
@@ -148,39 +169,102 @@ const PYTEST_INI: &str = "\
 [pytest]
 ";
 
-fn conftest(project: &str, roots: &BTreeSet<String>) -> String {
-    let mut rel: Vec<String> = roots
-        .iter()
-        .map(|r| {
-            let sub = r.strip_prefix(project).unwrap_or(r).trim_start_matches('/');
-            let mut parts = vec!["\"..\"", "\"..\""]
-                .into_iter()
-                .map(str::to_string)
-                .collect::<Vec<_>>();
-            parts.extend(
-                sub.split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(crate::pystr::py_str),
-            );
-            format!("({})", parts.join(", "))
-        })
-        .collect();
-    rel.sort();
-    format!(
+fn conftest(project: &str, found: &ProjectRoots) -> String {
+    let mut out = String::from(
         "# Generated offline by Magdi's builtin model.\n\
-         # Puts the project's import roots first on sys.path, so the generated tests import the code\n\
-         # in this workspace (not an installed copy) and run without an install step.\n\
+         # Makes the project's code importable from this workspace (not an installed copy), so the\n\
+         # generated tests run without an install step.\n\
          import os\n\
-         import sys\n\
-         \n\
-         _HERE = os.path.dirname(os.path.abspath(__file__))\n\
-         for _parts in reversed([{}]):\n\
-         \x20   _root = os.path.normpath(os.path.join(_HERE, *_parts))\n\
-         \x20   if _root in sys.path:\n\
-         \x20       sys.path.remove(_root)\n\
-         \x20   sys.path.insert(0, _root)\n",
-        rel.join(", ")
-    )
+         import sys\n",
+    );
+    if !found.aliases.is_empty() {
+        out.push_str("import importlib.util\n");
+    }
+    out.push_str("\n_HERE = os.path.dirname(os.path.abspath(__file__))\n");
+    if !found.roots.is_empty() {
+        let mut rel: Vec<String> = found
+            .roots
+            .iter()
+            .map(|r| relative_parts(project, r))
+            .collect();
+        rel.sort();
+        out.push_str(&format!(
+            "\n# The import roots go first on sys.path.\n\
+             for _parts in reversed([{}]):\n\
+             \x20   _root = os.path.normpath(os.path.join(_HERE, *_parts))\n\
+             \x20   if _root in sys.path:\n\
+             \x20       sys.path.remove(_root)\n\
+             \x20   sys.path.insert(0, _root)\n",
+            rel.join(", ")
+        ));
+    }
+    if !found.aliases.is_empty() {
+        let entries: Vec<String> = found
+            .aliases
+            .iter()
+            .map(|(name, dir)| {
+                format!(
+                    "{}: {}",
+                    crate::pystr::py_str(name),
+                    relative_parts(project, dir)
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n# Package folders whose own name cannot be imported (the workspace itself, or a folder\n\
+             # such as `proj-main/`) are imported under these names, so that their relative imports work.\n\
+             _PACKAGES = {{{}}}\n\
+             \n\
+             \n\
+             class _PackageFolders:\n\
+             \x20   \"\"\"Finds the packages above by name, before any installed package.\"\"\"\n\
+             \n\
+             \x20   @staticmethod\n\
+             \x20   def find_spec(name, path=None, target=None):\n\
+             \x20       parts = _PACKAGES.get(name)\n\
+             \x20       if parts is None:\n\
+             \x20           return None\n\
+             \x20       folder = os.path.normpath(os.path.join(_HERE, *parts))\n\
+             \x20       return importlib.util.spec_from_file_location(\n\
+             \x20           name, os.path.join(folder, \"__init__.py\"), submodule_search_locations=[folder]\n\
+             \x20       )\n\
+             \n\
+             \n\
+             if _PackageFolders not in sys.meta_path:\n\
+             \x20   sys.meta_path.insert(0, _PackageFolders)\n\
+             # The folders also go last on sys.path, for plain `import sibling` between their modules.\n\
+             for _parts in _PACKAGES.values():\n\
+             \x20   _folder = os.path.normpath(os.path.join(_HERE, *_parts))\n\
+             \x20   if _folder not in sys.path:\n\
+             \x20       sys.path.append(_folder)\n",
+            entries.join(", ")
+        ));
+    }
+    out
+}
+
+/// `dir` as a Python tuple of path parts relative to `project/tests/magdi_generated`.
+fn relative_parts(project: &str, dir: &str) -> String {
+    let sub = dir
+        .strip_prefix(project)
+        .unwrap_or(dir)
+        .trim_start_matches('/');
+    let mut parts = vec!["\"..\"".to_string(), "\"..\"".to_string()];
+    parts.extend(
+        sub.split('/')
+            .filter(|s| !s.is_empty())
+            .map(crate::pystr::py_str),
+    );
+    format!("({})", parts.join(", "))
+}
+
+/// How one project's generated tests find its code.
+#[derive(Debug, Default)]
+struct ProjectRoots {
+    /// Folders put first on sys.path.
+    roots: BTreeSet<String>,
+    /// Package name to package folder, for packages imported under an alias.
+    aliases: BTreeMap<String, String>,
 }
 
 /// The project folder a root belongs to: `src/` layouts keep their tests beside `src/`.
@@ -213,7 +297,13 @@ struct Layout {
     marker_dirs: BTreeSet<String>,
     /// Every `import x.y` / `from x.y import` target seen anywhere, to spot namespace packages.
     imported: BTreeSet<String>,
+    /// The first name of every absolute import anywhere (`import x`, `from x.y import z`).
+    absolute_tops: BTreeSet<String>,
     all_dirs_and_files: BTreeSet<String>,
+    /// Package folders that cannot be imported by their own name, with the name they are
+    /// imported under: the workspace root when it holds `__init__.py`, or a top folder such as
+    /// `proj-main/` that a zip of a repository adds.
+    aliases: BTreeMap<String, String>,
 }
 
 impl Layout {
@@ -222,7 +312,9 @@ impl Layout {
             package_dirs: BTreeSet::new(),
             marker_dirs: BTreeSet::new(),
             imported: BTreeSet::new(),
+            absolute_tops: BTreeSet::new(),
             all_dirs_and_files: BTreeSet::new(),
+            aliases: BTreeMap::new(),
         };
         for f in files {
             let name = basename(&f.path);
@@ -243,10 +335,110 @@ impl Layout {
                     if let Some(t) = target.filter(|t| t.contains('.') && !t.starts_with('.')) {
                         layout.imported.insert(t.to_string());
                     }
+                    if let Some(first) = target
+                        .filter(|t| !t.starts_with('.'))
+                        .and_then(|t| t.split('.').next())
+                        .filter(|t| is_identifier(t))
+                    {
+                        layout.absolute_tops.insert(first.to_string());
+                    }
                 }
             }
         }
+        let tops: BTreeSet<String> = layout
+            .package_dirs
+            .iter()
+            .map(|dir| layout.package_top(dir))
+            .filter(|top| needs_alias(top))
+            .collect();
+        for top in tops {
+            let name = layout.alias_name(&top, files);
+            layout.aliases.insert(top, name);
+        }
         layout
+    }
+
+    /// The outermost package folder of the chain of packages that `dir` (a package) sits in.
+    fn package_top(&self, dir: &str) -> String {
+        let mut top = dir.to_string();
+        while !top.is_empty() && self.package_dirs.contains(parent(&top)) {
+            // A stray `__init__.py` at the workspace root or in `proj-main/` does not make the
+            // packages beside it subpackages when the code imports them by their own name.
+            if needs_alias(parent(&top)) && self.absolute_tops.contains(basename(&top)) {
+                break;
+            }
+            top = parent(&top).to_string();
+        }
+        top
+    }
+
+    /// Whether `name` is a module or package directly inside folder `dir`.
+    fn has_child(&self, dir: &str, name: &str) -> bool {
+        let child = join(dir, name);
+        self.all_dirs_and_files.contains(&format!("{child}.py"))
+            || self
+                .all_dirs_and_files
+                .range(format!("{child}/")..)
+                .next()
+                .is_some_and(|p| p.starts_with(&format!("{child}/")))
+    }
+
+    /// The name package folder `top` is imported under: the name its own code imports it by
+    /// (`from mylib import util` inside it), else its folder name without a branch or version
+    /// and with `_` for what a name cannot hold (`mylib` for `mylib-main`, `my_lib` for
+    /// `my-lib`), else a fixed name.
+    fn alias_name(&self, top: &str, files: &[SourceFile]) -> String {
+        let taken = |name: &str| {
+            crate::pydata::STDLIB.binary_search(&name).is_ok()
+                || self.aliases.values().any(|a| a == name)
+                || self.has_child(top, name)
+        };
+        let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+        let inside = files.iter().filter(|f| {
+            (top.is_empty() || f.path.starts_with(&format!("{top}/")))
+                && f.path.ends_with(".py")
+                && f.content.len() <= limits::MAX_FILE_BYTES
+        });
+        for f in inside {
+            for line in f.content.lines().map(str::trim_start) {
+                for (package, child) in self_import(line) {
+                    if self.has_child(top, &child) && !taken(&package) {
+                        *votes.entry(package).or_default() += 1;
+                    }
+                }
+            }
+        }
+        if let Some((name, _)) = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) {
+            return name.clone();
+        }
+        // `mylib-main`, `mylib-1.2.0`: a branch or a version that a download adds.
+        let words: Vec<&str> = basename(top)
+            .split('-')
+            .take_while(|w| {
+                !w.starts_with(|c: char| c.is_ascii_digit())
+                    && !matches!(*w, "main" | "master" | "develop" | "trunk")
+            })
+            .collect();
+        let cleaned: String = words
+            .join("_")
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut name = if is_identifier(&cleaned) && !taken(&cleaned) {
+            cleaned
+        } else if top.is_empty() {
+            "magdi_workspace".to_string()
+        } else {
+            let cleaned: String = basename(top)
+                .chars()
+                .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                .collect();
+            format!("pkg_{cleaned}")
+        };
+        while taken(&name) {
+            name.push('_');
+        }
+        name
     }
 
     fn skipped(&self, path: &str) -> bool {
@@ -281,7 +473,7 @@ impl Layout {
             files.iter().filter(|f| !self.skipped(&f.path)).collect();
         sorted.sort_by(|a, b| a.path.cmp(&b.path));
         for f in sorted {
-            let Some((root, name)) = self.module_name(&f.path) else {
+            let Some((root, name, alias)) = self.module_name(&f.path) else {
                 continue;
             };
             if !names.insert(name.clone()) {
@@ -301,6 +493,7 @@ impl Layout {
                 name,
                 path: f.path.clone(),
                 root,
+                alias,
                 is_package: basename(&f.path) == "__init__.py",
                 scan,
                 too_big,
@@ -320,19 +513,34 @@ impl Layout {
         found
     }
 
-    /// The sys.path root and dotted name under which `path` imports.
-    fn module_name(&self, path: &str) -> Option<(String, String)> {
+    /// The sys.path root and dotted name under which `path` imports, and the alias of its
+    /// package when it is imported under one (the root is then the package's folder).
+    fn module_name(&self, path: &str) -> Option<(String, String, Option<String>)> {
         let dir = parent(path);
         let stem = basename(path).strip_suffix(".py")?;
-        let mut top = if self.package_dirs.contains(dir) && !dir.is_empty() {
-            let mut t = dir.to_string();
-            while !parent(&t).is_empty() && self.package_dirs.contains(parent(&t)) {
-                t = parent(&t).to_string();
+        let package_top = self
+            .package_dirs
+            .contains(dir)
+            .then(|| self.package_top(dir));
+        if let Some(top) = package_top.as_ref().filter(|t| needs_alias(t)) {
+            let alias = self.aliases.get(top)?;
+            let rel = if top.is_empty() {
+                path
+            } else {
+                path.strip_prefix(&format!("{top}/"))?
+            };
+            let rel = rel.strip_suffix(".py")?;
+            let rel = rel.strip_suffix("/__init__").unwrap_or(rel);
+            if rel == "__init__" {
+                return Some((top.clone(), alias.clone(), Some(alias.clone())));
             }
-            t
-        } else {
-            join(dir, stem)
-        };
+            if !rel.split('/').all(is_identifier) {
+                return None;
+            }
+            let name = format!("{alias}.{}", rel.replace('/', "."));
+            return Some((top.clone(), name, Some(alias.clone())));
+        }
+        let mut top = package_top.unwrap_or_else(|| join(dir, stem));
         let mut root = parent(&top).to_string();
         // Namespace packages: folders without __init__.py that the code imports through.
         while !root.is_empty()
@@ -362,7 +570,7 @@ impl Layout {
         if rel == "__init__" || !rel.split('/').all(is_identifier) {
             return None;
         }
-        Some((root, rel.replace('/', ".")))
+        Some((root, rel.replace('/', "."), None))
     }
 
     /// Top-level names that are this workspace's own code, never third-party packages.
@@ -391,6 +599,51 @@ impl Layout {
 
 fn is_identifier(s: &str) -> bool {
     lex::is_identifier(s)
+}
+
+/// A package folder that cannot be imported by its folder name from its parent.
+fn needs_alias(dir: &str) -> bool {
+    dir.is_empty() || !is_identifier(basename(dir))
+}
+
+/// `(package, child)` pairs an import line names absolutely: `from p import a, b` gives
+/// `(p, a)` and `(p, b)`; `import p.a` and `from p.a import x` give `(p, a)`.
+fn self_import(line: &str) -> Vec<(String, String)> {
+    let line = line.split('#').next().unwrap_or("");
+    let mut out = Vec::new();
+    if let Some(rest) = line.strip_prefix("from ") {
+        let Some((module, names)) = rest.split_once(" import ") else {
+            return out;
+        };
+        let mut parts = module.trim().split('.');
+        let package = parts.next().unwrap_or("");
+        if !is_identifier(package) {
+            return out;
+        }
+        match parts.next() {
+            Some(child) => out.push((package.to_string(), child.to_string())),
+            None => {
+                for name in names.split(',') {
+                    let name = name.trim().trim_matches(['(', ')', '\\']).trim();
+                    let name = name.split(" as ").next().unwrap_or("").trim();
+                    if is_identifier(name) {
+                        out.push((package.to_string(), name.to_string()));
+                    }
+                }
+            }
+        }
+    } else if let Some(rest) = line.strip_prefix("import ") {
+        for target in rest.split(',') {
+            let target = target.split(" as ").next().unwrap_or("").trim();
+            let mut parts = target.split('.');
+            if let (Some(package), Some(child)) = (parts.next(), parts.next())
+                && is_identifier(package)
+            {
+                out.push((package.to_string(), child.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// What importing a module drags in: third-party packages, and local modules that do
@@ -645,9 +898,11 @@ fn module_tests(
         dynamic_names: m.scan.dynamic_names,
         flags,
         namespace,
+        printing: &m.scan.printing,
     };
     let mut functions = Vec::new();
     let mut uses_re = false;
+    let mut uses_printed = false;
     let mut test_names = BTreeSet::new();
     let mut budget = limits::MAX_EXAMPLES_PER_MODULE;
     for doc in &m.scan.docstrings {
@@ -697,6 +952,7 @@ fn module_tests(
         report.steps += t.steps;
         report.left_out.extend(t.left_out);
         uses_re |= t.uses_re;
+        uses_printed |= t.uses_printed;
         functions.extend(t.code);
     }
     report.left_out.extend(std::iter::repeat_n(
@@ -724,6 +980,10 @@ fn module_tests(
         "\ndef test_module_imports():\n    \"\"\"The module imports without error.\"\"\"\n    module = importlib.import_module({name})\n    assert module.__name__ == {name}\n",
         name = crate::pystr::py_str(&m.name)
     ));
+    if uses_printed {
+        code.push_str("\n\n");
+        code.push_str(emit::PRINTED_HELPER);
+    }
     for f in functions {
         code.push_str("\n\n");
         code.push_str(&f);

@@ -1,7 +1,7 @@
 //! Reads one Python module's source: its docstrings (the ones doctest would collect), the
 //! names it defines at top level, what it imports, and signs that importing it does something.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::lex::{self, Kind, Token};
 
@@ -35,6 +35,16 @@ pub struct ModuleScan {
     pub python2: bool,
     /// Docstrings whose text could not be decoded (such as `\N{...}` escapes).
     pub undecodable_docstrings: usize,
+    /// Top-level functions and classes whose code prints (calls `print`, `pprint` or writes to
+    /// `stdout`), directly or through another of them.
+    pub printing: BTreeSet<String>,
+}
+
+/// What the code of one top-level function or class calls.
+#[derive(Debug, Default)]
+struct Body {
+    prints: bool,
+    calls: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +69,7 @@ pub fn scan(src: &str) -> ModuleScan {
     // The def or class whose docstring, if any, is the next line.
     let mut pending: Option<(Option<String>, usize)> = Some((None, 0));
     let mut first = true;
+    let mut bodies: BTreeMap<String, Body> = BTreeMap::new();
 
     for line in &lines {
         let indent = lex::column_of(src, line[0].start);
@@ -74,6 +85,27 @@ pub fn scan(src: &str) -> ModuleScan {
             push_docstring(&mut out, src, line, qualname);
         }
         first = false;
+
+        if let Some(owner) = stack
+            .iter()
+            .find(|b| matches!(b.kind, BlockKind::Def | BlockKind::Class))
+        {
+            let body = bodies.entry(owner.name.clone()).or_default();
+            for (i, t) in line.iter().enumerate() {
+                let called = line.get(i + 1).is_some_and(|n| n.text(src) == "(");
+                let w = t.text(src);
+                if t.kind != Kind::Name || !called {
+                    continue;
+                }
+                let after_dot = i > 0 && line[i - 1].text(src) == ".";
+                let writes = w == "write" && i >= 2 && line[i - 2].text(src).ends_with("stdout");
+                if (w == "print" && !after_dot) || w == "pprint" || writes {
+                    body.prints = true;
+                } else if !after_dot {
+                    body.calls.insert(w.to_string());
+                }
+            }
+        }
 
         let in_def = stack.iter().any(|b| b.kind == BlockKind::Def);
         let in_class = stack.iter().any(|b| b.kind == BlockKind::Class);
@@ -138,7 +170,28 @@ pub fn scan(src: &str) -> ModuleScan {
         let conditional = !stack.is_empty();
         record_top_level(&mut out, src, line, &words, conditional);
     }
+    out.printing = printing(&bodies);
     out
+}
+
+/// The names among `bodies` that print, directly or by calling one that does.
+fn printing(bodies: &BTreeMap<String, Body>) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = bodies
+        .iter()
+        .filter(|(_, b)| b.prints)
+        .map(|(name, _)| name.clone())
+        .collect();
+    loop {
+        let more: Vec<String> = bodies
+            .iter()
+            .filter(|(name, b)| !out.contains(*name) && b.calls.iter().any(|c| out.contains(c)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
 }
 
 fn starts_py2_print(next: Token) -> bool {
@@ -436,6 +489,14 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn functions_and_classes_that_print_directly_or_through_each_other_are_listed() {
+        let src = "import sys\n\ndef show(x):\n    print(x, end='')\n\ndef report(x):\n    if x:\n        show(x)\n\ndef emit(x):\n    sys.stdout.write(x)\n\nclass Table:\n    def dump(self):\n        pprint.pprint(self.rows)\n\ndef quiet(x):\n    return self.print(x)\n\nif __name__ == '__main__':\n    print(quiet(1))\n";
+        let found = scan(src).printing;
+        let names: Vec<&str> = found.iter().map(String::as_str).collect();
+        assert_eq!(names, ["Table", "emit", "report", "show"]);
     }
 
     #[test]

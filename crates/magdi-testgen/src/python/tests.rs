@@ -265,3 +265,161 @@ fn test_file_names_are_unique_and_never_clash_with_project_tests() {
         ]
     );
 }
+
+#[test]
+fn a_workspace_that_is_itself_a_package_is_imported_under_an_alias() {
+    let files = [
+        file("__init__.py", ""),
+        file("core.py", "from . import util\n"),
+        file("util.py", ""),
+        file("sub/__init__.py", ""),
+        file("sub/deep.py", "from ..util import x\n"),
+    ];
+    assert_eq!(
+        names(&files),
+        pairs(&[
+            ("", "magdi_workspace"),
+            ("", "magdi_workspace.core"),
+            ("", "magdi_workspace.sub"),
+            ("", "magdi_workspace.sub.deep"),
+            ("", "magdi_workspace.util"),
+        ])
+    );
+}
+
+#[test]
+fn a_zip_top_folder_that_is_a_package_takes_the_name_its_code_imports_it_by() {
+    let by_import = [
+        file("project-main/__init__.py", ""),
+        file("project-main/core.py", "from coolname import util\n"),
+        file("project-main/util.py", ""),
+    ];
+    assert_eq!(
+        names(&by_import),
+        pairs(&[
+            ("project-main", "coolname"),
+            ("project-main", "coolname.core"),
+            ("project-main", "coolname.util"),
+        ])
+    );
+    // Without such an import: the folder name up to the first character a name cannot hold.
+    let by_folder = [
+        file("mylib-1.0/__init__.py", ""),
+        file(
+            "mylib-1.0/core.py",
+            "from .util import x\nimport json.decoder\n",
+        ),
+        file("mylib-1.0/util.py", ""),
+    ];
+    assert_eq!(
+        names(&by_folder),
+        pairs(&[
+            ("mylib-1.0", "mylib"),
+            ("mylib-1.0", "mylib.core"),
+            ("mylib-1.0", "mylib.util"),
+        ])
+    );
+    let dashed = [
+        file("my-lib-main/__init__.py", ""),
+        file("2048-game/__init__.py", ""),
+    ];
+    assert_eq!(
+        names(&dashed),
+        pairs(&[("2048-game", "pkg_2048_game"), ("my-lib-main", "my_lib")])
+    );
+}
+
+#[test]
+fn a_stray_init_at_the_root_does_not_swallow_a_package_imported_by_its_own_name() {
+    let files = [
+        file("__init__.py", ""),
+        file("setup.py", ""),
+        file("mypkg/__init__.py", "from mypkg import core\n"),
+        file("mypkg/core.py", ""),
+    ];
+    assert_eq!(
+        names(&files),
+        pairs(&[("", "magdi_workspace"), ("", "mypkg"), ("", "mypkg.core")])
+    );
+}
+
+#[test]
+fn an_aliased_package_gets_a_conftest_that_finds_it_by_that_name() {
+    let out = generated(&[
+        file("__init__.py", ""),
+        file(
+            "core.py",
+            "from . import util\n\ndef twice(x):\n    \"\"\"\n    >>> twice(2)\n    4\n    \"\"\"\n    return util.double(x)\n",
+        ),
+        file("util.py", "def double(x):\n    return 2 * x\n"),
+    ]);
+    assert_eq!(
+        out.notes,
+        [
+            "The workspace root is itself a Python package (it holds `__init__.py`): the generated \
+          tests import it as `magdi_workspace`, through their conftest.py."
+        ]
+    );
+    let test = content(
+        &out,
+        "tests/magdi_generated/test_magdi_magdi_workspace_core.py",
+    );
+    assert!(
+        test.contains("    from magdi_workspace.core import twice\n    assert twice(2) == 4\n"),
+        "{test}"
+    );
+    assert_eq!(
+        content(&out, "tests/magdi_generated/conftest.py"),
+        "# Generated offline by Magdi's builtin model.\n\
+         # Makes the project's code importable from this workspace (not an installed copy), so the\n\
+         # generated tests run without an install step.\n\
+         import os\n\
+         import sys\n\
+         import importlib.util\n\
+         \n\
+         _HERE = os.path.dirname(os.path.abspath(__file__))\n\
+         \n\
+         # Package folders whose own name cannot be imported (the workspace itself, or a folder\n\
+         # such as `proj-main/`) are imported under these names, so that their relative imports work.\n\
+         _PACKAGES = {\"magdi_workspace\": (\"..\", \"..\")}\n\
+         \n\
+         \n\
+         class _PackageFolders:\n\
+         \x20   \"\"\"Finds the packages above by name, before any installed package.\"\"\"\n\
+         \n\
+         \x20   @staticmethod\n\
+         \x20   def find_spec(name, path=None, target=None):\n\
+         \x20       parts = _PACKAGES.get(name)\n\
+         \x20       if parts is None:\n\
+         \x20           return None\n\
+         \x20       folder = os.path.normpath(os.path.join(_HERE, *parts))\n\
+         \x20       return importlib.util.spec_from_file_location(\n\
+         \x20           name, os.path.join(folder, \"__init__.py\"), submodule_search_locations=[folder]\n\
+         \x20       )\n\
+         \n\
+         \n\
+         if _PackageFolders not in sys.meta_path:\n\
+         \x20   sys.meta_path.insert(0, _PackageFolders)\n\
+         # The folders also go last on sys.path, for plain `import sibling` between their modules.\n\
+         for _parts in _PACKAGES.values():\n\
+         \x20   _folder = os.path.normpath(os.path.join(_HERE, *_parts))\n\
+         \x20   if _folder not in sys.path:\n\
+         \x20       sys.path.append(_folder)\n"
+    );
+}
+
+#[test]
+fn a_module_that_prints_without_a_final_newline_gets_the_helper_doctest_needs() {
+    let out = generated(&[file(
+        "show.py",
+        "def show(x):\n    \"\"\"\n    >>> show(1)\n    1\n    \"\"\"\n    print(x, end='')\n",
+    )]);
+    let test = content(&out, "tests/magdi_generated/test_magdi_show.py");
+    assert!(
+        test.contains(&format!(
+            "\n\n{}\n\ndef test_show(capsys):",
+            emit::PRINTED_HELPER
+        )),
+        "{test}"
+    );
+}

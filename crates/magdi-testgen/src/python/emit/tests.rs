@@ -5,16 +5,26 @@ use super::*;
 fn generate_with(doc: &str, flags: Flags, namespace: &BTreeMap<String, String>) -> Translation {
     let examples = doctest::parse(doc).expect("docstring parses");
     let top: BTreeSet<String> = [
-        "add", "Point", "parse", "ratio", "members", "greet", "Invalid",
+        "add",
+        "Point",
+        "parse",
+        "ratio",
+        "members",
+        "greet",
+        "Invalid",
+        "show",
+        "print_table",
     ]
     .map(String::from)
     .into();
+    let printing: BTreeSet<String> = ["show".to_string()].into();
     let ctx = ModuleContext {
         module: "pkg.mod",
         top_names: &top,
         dynamic_names: false,
         flags,
         namespace,
+        printing: &printing,
     };
     translate("test_f", "Docstring examples of `f`.", &examples, &ctx)
 }
@@ -148,7 +158,7 @@ fn printed_output_is_read_from_capsys() {
     assert_eq!(
         code(">>> x = 2\n>>> print(add(x, 1))\n3\n"),
         format!(
-            "{CAPSYS_HEAD}    from pkg.mod import add\n    x = 2\n    capsys.readouterr()\n    print(add(x, 1))\n    assert capsys.readouterr().out == \"3\\n\"\n"
+            "{CAPSYS_HEAD}    from pkg.mod import add\n    x = 2\n    capsys.readouterr()\n    print(add(x, 1))\n    assert _doctest_text(capsys.readouterr().out) == \"3\\n\"\n"
         )
     );
 }
@@ -158,7 +168,7 @@ fn prose_output_of_an_expression_is_checked_the_way_doctest_shows_it() {
     assert_eq!(
         code(">>> greet('ada')\nHello, ada!\n"),
         format!(
-            "{CAPSYS_HEAD}    from pkg.mod import greet\n    _doctest_value = greet('ada')\n    _doctest_shown = capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\")\n    assert _doctest_shown == \"Hello, ada!\\n\"\n"
+            "{CAPSYS_HEAD}    from pkg.mod import greet\n    _doctest_value = greet('ada')\n    _doctest_shown = _doctest_text(capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\"))\n    assert _doctest_shown == \"Hello, ada!\\n\"\n"
         )
     );
 }
@@ -277,7 +287,51 @@ fn a_multi_line_expression_with_prose_output_is_parenthesized() {
     assert_eq!(
         code(">>> greet(\n...     'ada')\nHello, ada!\n"),
         format!(
-            "{CAPSYS_HEAD}    from pkg.mod import greet\n    _doctest_value = (\n        greet(\n            'ada')\n    )\n    _doctest_shown = capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\")\n    assert _doctest_shown == \"Hello, ada!\\n\"\n"
+            "{CAPSYS_HEAD}    from pkg.mod import greet\n    _doctest_value = (\n        greet(\n            'ada')\n    )\n    _doctest_shown = _doctest_text(capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\"))\n    assert _doctest_shown == \"Hello, ada!\\n\"\n"
+        )
+    );
+}
+
+#[test]
+fn printed_text_without_a_final_newline_is_compared_as_doctest_shows_it() {
+    let t = generate(">>> print('a', end='')\na\n");
+    assert!(t.uses_printed);
+    assert_eq!(
+        t.code.unwrap(),
+        format!(
+            "{CAPSYS_HEAD}    importlib.import_module(\"pkg.mod\")\n    print('a', end='')\n    assert _doctest_text(capsys.readouterr().out) == \"a\\n\"\n"
+        )
+    );
+}
+
+#[test]
+fn a_literal_output_of_a_function_that_prints_is_checked_on_what_doctest_shows() {
+    let t = generate(">>> show(1)\n1\n");
+    assert!(t.uses_printed);
+    assert_eq!(
+        t.code.unwrap(),
+        format!(
+            "{CAPSYS_HEAD}    from pkg.mod import show\n    _doctest_value = show(1)\n    _doctest_shown = _doctest_text(capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\"))\n    assert _doctest_shown == \"1\\n\"\n"
+        )
+    );
+}
+
+#[test]
+fn a_call_named_like_a_printer_or_a_stdout_write_shows_its_value_too() {
+    assert_eq!(
+        code(">>> import sys\n>>> sys.stdout.write('ab')\nab2\n>>> print_table([1])\n| 1 |\n"),
+        format!(
+            "{CAPSYS_HEAD}    from pkg.mod import print_table\n    import sys\n    capsys.readouterr()\n    _doctest_value = sys.stdout.write('ab')\n    _doctest_shown = _doctest_text(capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\"))\n    assert _doctest_shown == \"ab2\\n\"\n    capsys.readouterr()\n    _doctest_value = print_table([1])\n    _doctest_shown = _doctest_text(capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\"))\n    assert _doctest_shown == \"| 1 |\\n\"\n"
+        )
+    );
+}
+
+#[test]
+fn a_function_an_example_defines_that_calls_a_printer_is_checked_on_what_doctest_shows() {
+    assert_eq!(
+        code(">>> def once(x):\n...     show(x)\n>>> once(1)\n1\n"),
+        format!(
+            "{CAPSYS_HEAD}    from pkg.mod import show\n    def once(x):\n        show(x)\n    capsys.readouterr()\n    _doctest_value = once(1)\n    _doctest_shown = _doctest_text(capsys.readouterr().out + (\"\" if _doctest_value is None else repr(_doctest_value) + \"\\n\"))\n    assert _doctest_shown == \"1\\n\"\n"
         )
     );
 }
