@@ -8,7 +8,8 @@ pub fn init() {
     let json = std::env::var("MAGDI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     let outcome = if json {
         builder.json().try_init()
     } else {

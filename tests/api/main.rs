@@ -7,6 +7,8 @@ mod artifacts;
 mod contract;
 mod conversations;
 mod crash;
+mod disk;
+mod logs;
 mod offline;
 mod operations;
 mod providers;
