@@ -229,9 +229,11 @@ impl Tokens {
 
     /// The claims of a valid token; `None` for anything else.
     pub fn check(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        // A token issued in the future was not issued by this server's clock.
+        (claims.iat <= chrono::Utc::now().timestamp() + 60).then_some(claims)
     }
 }
 

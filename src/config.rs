@@ -80,6 +80,10 @@ pub struct Settings {
     pub sweep_interval: Duration,
     pub max_concurrent_turns_per_user: usize,
     pub cors_origins: Vec<String>,
+    /// How long a client may take to send a request's head.
+    pub head_timeout: Duration,
+    /// How long a JSON body may take, and how long any part of a form may stall.
+    pub body_timeout: Duration,
     /// Serve the web UI from this folder instead of the embedded copy (development).
     pub ui_dir: Option<PathBuf>,
 }
@@ -111,6 +115,8 @@ impl Settings {
             sweep_interval: Duration::from_secs(3600),
             max_concurrent_turns_per_user: 4,
             cors_origins: Vec::new(),
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             ui_dir: None,
         }
     }

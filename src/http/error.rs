@@ -120,6 +120,7 @@ impl ApiError {
             (401, "No valid Bearer token."),
             (403, "The user_id is someone else's."),
             (404, "Not found, or not yours."),
+            (408, "The request body arrived too slowly."),
             (413, "Over a size limit."),
             (
                 429,
@@ -173,6 +174,14 @@ impl From<anyhow::Error> for ApiError {
         }
         Self::internal(format!("{err:#}"))
     }
+}
+
+pub fn too_slow() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "The request body arrived too slowly; send it again.",
+    )
 }
 
 pub fn disk_full() -> ApiError {

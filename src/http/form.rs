@@ -47,6 +47,19 @@ const MAX_FIELD_BYTES: u64 = 4 * 1024;
 const MAX_MESSAGE_BYTES: u64 = 1024 * 1024;
 const WRITE_BATCH: usize = 256 * 1024;
 
+/// More parts than any real form has.
+const MAX_FIELDS: usize = 1000;
+
+/// Waits for the client at most `limit`.
+async fn within<T>(
+    limit: std::time::Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| super::error::too_slow())
+}
+
 fn is_file_field(name: &str) -> bool {
     name == "files[]" || name == "files"
 }
@@ -98,19 +111,33 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
         )
     };
 
-    while let Some(field) = multipart.next_field().await.map_err(|_| broken())? {
+    // Every wait on the client is bounded, so a trickled body cannot hold a
+    // task (and a staging folder) forever.
+    let patience = settings.body_timeout;
+    let mut fields_seen = 0usize;
+    while let Some(field) = within(patience, multipart.next_field())
+        .await?
+        .map_err(|_| broken())?
+    {
+        fields_seen += 1;
+        if fields_seen > MAX_FIELDS {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "The form has too many fields.",
+            ));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         let file_name = field.file_name().map(str::to_owned);
         if is_file_field(&name) {
             let Some(file_name) = file_name.filter(|n: &String| !n.trim().is_empty()) else {
                 // An empty file input sends a part with no name and no bytes.
                 let mut rest = Vec::new();
-                field
-                    .into_async_read()
-                    .take(1)
-                    .read_to_end(&mut rest)
-                    .await
-                    .map_err(|_| broken())?;
+                within(
+                    patience,
+                    field.into_async_read().take(1).read_to_end(&mut rest),
+                )
+                .await?
+                .map_err(|_| broken())?;
                 if rest.is_empty() {
                     continue;
                 }
@@ -125,11 +152,14 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
             let mut too_large = false;
             loop {
                 buffer.clear();
-                let n = (&mut reader)
-                    .take(WRITE_BATCH as u64)
-                    .read_to_end(&mut buffer)
-                    .await
-                    .map_err(|_| broken())?;
+                let n = within(
+                    patience,
+                    (&mut reader)
+                        .take(WRITE_BATCH as u64)
+                        .read_to_end(&mut buffer),
+                )
+                .await?
+                .map_err(|_| broken())?;
                 if n == 0 {
                     break;
                 }
@@ -165,12 +195,15 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
                 MAX_FIELD_BYTES
             };
             let mut value = Vec::new();
-            field
-                .into_async_read()
-                .take(cap + 1)
-                .read_to_end(&mut value)
-                .await
-                .map_err(|_| broken())?;
+            within(
+                patience,
+                field
+                    .into_async_read()
+                    .take(cap + 1)
+                    .read_to_end(&mut value),
+            )
+            .await?
+            .map_err(|_| broken())?;
             if value.len() as u64 > cap {
                 return Err(ApiError::too_large(format!(
                     "The field {name} is longer than {cap} bytes."

@@ -8,6 +8,7 @@ mod auth;
 mod conversations;
 pub mod error;
 mod form;
+pub mod slow_clients;
 mod system;
 mod ui;
 mod usage;
@@ -117,26 +118,29 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Resp
     let is_form = path == "/chat" || path == "/conversation/upload";
     if !is_form {
         let too_large = || error::ApiError::too_large("The request body is larger than 1 MiB.");
-        if req
+        let length = req
             .header("content-length")
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_JSON_BODY)
-        {
+            .and_then(|v| v.parse::<u64>().ok());
+        if length.is_some_and(|n| n > MAX_JSON_BODY) {
             return Err(too_large().into());
         }
-        // A chunked body has no length up front: read it here, within the limit.
-        let body = req
-            .take_body()
-            .into_bytes_limit(MAX_JSON_BODY as usize)
-            .await
-            .map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
-                _ => error::ApiError::bad_request(
-                    "bad_request",
-                    "The request body could not be read.",
-                )
-                .into(),
-            })?;
+        // A chunked body has no length up front: read it here, within the
+        // limits of size and time.
+        let patience = req
+            .data::<AppState>()
+            .map_or(std::time::Duration::from_secs(30), |s| {
+                s.settings.body_timeout
+            });
+        let read = req.take_body().into_bytes_limit(MAX_JSON_BODY as usize);
+        let body = match tokio::time::timeout(patience, read).await {
+            Err(_) => return Err(error::too_slow().into()),
+            Ok(Ok(body)) => body,
+            Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => return Err(too_large().into()),
+            Ok(Err(_)) => {
+                let unreadable = "The request body could not be read.";
+                return Err(error::ApiError::bad_request("bad_request", unreadable).into());
+            }
+        };
         req.set_body(body);
     }
     next.call(req).await.map(IntoResponse::into_response)

@@ -36,6 +36,14 @@ async fn registration_refuses_bad_input_with_a_reason_and_stores_nothing() {
             "invalid_email",
         ),
         (
+            json!({"email": "ad\u{202e}a@example.com", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a\u{200b}@example.com", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "invalid_email",
+        ),
+        (
             json!({"email": "", "password": PASSWORD, "confirmPassword": PASSWORD}),
             "invalid_email",
         ),
@@ -248,11 +256,18 @@ async fn tampered_foreign_and_expired_tokens_are_refused() {
         &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
     )
     .unwrap();
+    let from_the_future = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": account.user_id.to_string(), "iat": now + 86_400, "exp": now + 2 * 86_400}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap();
     for token in [
         other_user,
         alg_none,
         foreign,
         expired,
+        from_the_future,
         "garbage".to_owned(),
         String::new(),
     ] {

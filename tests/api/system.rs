@@ -164,3 +164,54 @@ async fn the_visitor_counter_cannot_be_pumped_from_one_address() {
     }
     assert_eq!(last["visitors"], 10);
 }
+
+#[tokio::test]
+async fn a_request_head_trickled_slowly_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|s| {
+        s.head_timeout = std::time::Duration::from_millis(800);
+        s.body_timeout = std::time::Duration::from_millis(800);
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in b"GET /version HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n\r\n" {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if started.elapsed() > std::time::Duration::from_secs(3) {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        slow.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        closed || read.is_ok_and(|r| r.is_err() || answer.is_empty()),
+        "the connection was closed without an answer"
+    );
+
+    // A JSON body trickled slowly is refused with 408.
+    let mut slow = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    slow.write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    // Quick clients are unaffected.
+    assert_eq!(app.get("/version", None).await.status(), 200);
+}
