@@ -148,6 +148,14 @@ pub struct ServeArgs {
     #[arg(long, env = "MAGDI_MAX_CONCURRENT_TURNS", default_value_t = 4)]
     pub max_concurrent_turns: usize,
 
+    /// Seconds a client may take to send a request's line and headers.
+    #[arg(long, env = "MAGDI_REQUEST_HEAD_TIMEOUT_SECS", default_value_t = 10)]
+    pub request_head_timeout_secs: u64,
+
+    /// Seconds a request body may take (JSON), or may stall (uploads).
+    #[arg(long, env = "MAGDI_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_body_timeout_secs: u64,
+
     /// Origins allowed to call the API from a browser (CORS); none by default.
     #[arg(long, env = "MAGDI_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
@@ -210,6 +218,8 @@ impl ServeArgs {
         settings.run_retention = Duration::from_secs(self.run_retention_days * 86_400);
         settings.max_concurrent_turns_per_user = self.max_concurrent_turns.max(1);
         settings.cors_origins = self.cors_origin;
+        settings.head_timeout = Duration::from_secs(self.request_head_timeout_secs.max(1));
+        settings.body_timeout = Duration::from_secs(self.request_body_timeout_secs.max(1));
         settings.ui_dir = self.ui_dir;
         Ok(settings)
     }
