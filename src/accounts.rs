@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
 use parking_lot::Mutex;
@@ -97,21 +97,81 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-pub fn hash_password_blocking(password: &Secret) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    argon2()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|err| anyhow::anyhow!("hashing the password: {err}"))
+/// Argon2's working memory: 19 MiB of blocks. Hashing with a fresh buffer
+/// each time leaves the allocator holding on to ever more of them (glibc keeps
+/// freed blocks of this size in per-thread arenas), so the hasher reuses a few.
+type WorkingMemory = Vec<argon2::Block>;
+
+fn working_memory() -> WorkingMemory {
+    vec![argon2::Block::default(); argon2().params().block_count()]
 }
 
-fn verify_password_blocking(password: &Secret, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2()
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+fn hash_with(password: &Secret, memory: &mut WorkingMemory) -> anyhow::Result<String> {
+    let fail = |err: &dyn std::fmt::Display| anyhow::anyhow!("hashing the password: {err}");
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut salt_bytes).map_err(|e| fail(&e))?;
+    let mut output = [0u8; 32];
+    let hasher = argon2();
+    hasher
+        .hash_password_into_with_memory(
+            password.expose().as_bytes(),
+            raw_salt,
+            &mut output,
+            memory.as_mut_slice(),
+        )
+        .map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: hasher.params().try_into().map_err(|e| fail(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&output).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks a password against a PHC string, in constant time for the compare.
+fn verify_with(password: &Secret, phc: &str, memory: &mut WorkingMemory) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let version = parsed
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let mut salt_bytes = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), argon2::Block::default());
     }
+    let mut output = vec![0u8; expected.len()];
+    let hasher = Argon2::new(algorithm, version, params);
+    let hashed = hasher.hash_password_into_with_memory(
+        password.expose().as_bytes(),
+        raw_salt,
+        &mut output,
+        &mut memory[..],
+    );
+    hashed.is_ok()
+        && argon2::password_hash::Output::new(&output).is_ok_and(|actual| actual == expected)
+}
+
+/// Hashes a password with its own working memory (the command line).
+pub fn hash_password_blocking(password: &Secret) -> anyhow::Result<String> {
+    hash_with(password, &mut working_memory())
 }
 
 /// A hash of a password nobody knows, verified against when the email is
@@ -125,10 +185,12 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Runs Argon2 on the blocking pool, at most one hash per core at a time, so
-/// that a burst of logins cannot starve every other request.
+/// that a burst of logins cannot starve every other request; each running
+/// hash borrows one of the reusable working memories.
 #[derive(Debug, Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    memories: Arc<Mutex<Vec<WorkingMemory>>>,
 }
 
 impl Hasher {
@@ -136,28 +198,45 @@ impl Hasher {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             permits: Arc::new(Semaphore::new(cores)),
+            memories: Arc::default(),
         }
     }
 
+    /// Runs `work` with a working memory, made on first use and kept after.
+    async fn with_memory<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut WorkingMemory) -> T + Send + 'static,
+    ) -> Option<T> {
+        let _permit = self.permits.acquire().await.ok()?;
+        let memories = Arc::clone(&self.memories);
+        let result = crate::blocking::run(move || {
+            let mut memory = memories.lock().pop().unwrap_or_else(working_memory);
+            let result = work(&mut memory);
+            memories.lock().push(memory);
+            result
+        })
+        .await;
+        Some(result)
+    }
+
     pub async fn hash(&self, password: Secret) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
-        crate::blocking::run(move || hash_password_blocking(&password)).await
+        self.with_memory(move |memory| hash_with(&password, memory))
+            .await
+            .context("hasher closed")?
     }
 
     /// Checks a password against a stored hash, or against the decoy when the
     /// account does not exist.
     pub async fn verify(&self, password: Secret, hash: Option<String>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
-        crate::blocking::run(move || match hash {
-            Some(hash) => verify_password_blocking(&password, &hash),
+        self.with_memory(move |memory| match hash {
+            Some(hash) => verify_with(&password, &hash, memory),
             None => {
-                verify_password_blocking(&password, decoy_hash());
+                verify_with(&password, decoy_hash(), memory);
                 false
             }
         })
         .await
+        .unwrap_or(false)
     }
 }
 
@@ -404,6 +483,36 @@ impl LoginGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_are_standard_phc_strings_that_verify_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let password = Secret::new("correct horse battery");
+        let mut memory = working_memory();
+        let ours = hash_with(&password, &mut memory).unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            argon2()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let theirs = argon2()
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_with(&password, &theirs, &mut memory));
+        assert!(!verify_with(
+            &Secret::new("wrong horse battery"),
+            &theirs,
+            &mut memory
+        ));
+        assert!(!verify_with(&password, "not a hash", &mut memory));
+    }
 
     #[test]
     fn emails_are_trimmed_and_checked() {

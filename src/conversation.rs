@@ -179,6 +179,42 @@ fn describe_workspace(
     (text, tokens)
 }
 
+/// The provider's counts, unless they are far beyond what the text could
+/// cost (another tokenizer counts differently, but not ten times more): then
+/// a broken or hostile provider would charge the user a day's allowance for
+/// one word, and Magdi's own count is used instead.
+fn plausible_usage(
+    reported: &llm::ReportedUsage,
+    prompt_estimate: u64,
+    reply_tokens: u64,
+) -> TurnUsage {
+    let ceiling = |estimate: u64| estimate.saturating_mul(10).saturating_add(1000);
+    let prompt = if reported.prompt_tokens > ceiling(prompt_estimate) {
+        tracing::warn!(
+            reported = reported.prompt_tokens,
+            estimate = prompt_estimate,
+            "implausible prompt usage from the provider; counted instead"
+        );
+        prompt_estimate
+    } else {
+        reported.prompt_tokens
+    };
+    let completion = if reported.completion_tokens > ceiling(reply_tokens) {
+        tracing::warn!(
+            reported = reported.completion_tokens,
+            estimate = reply_tokens,
+            "implausible completion usage from the provider; counted instead"
+        );
+        reply_tokens
+    } else {
+        reported.completion_tokens
+    };
+    TurnUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+    }
+}
+
 /// Runs one turn to the end.
 pub async fn run_turn(
     state: &AppState,
@@ -424,24 +460,35 @@ pub async fn complete_turn(
     // Count what the provider did not report.
     let reply_text = reply.text;
     let reported = reply.usage;
-    let (reply_tokens, usage) = {
-        let text = reply_text.clone();
-        let reported = reported.clone();
-        crate::blocking::run(move || {
-            let reply_tokens = tokenizer::count(&text);
-            let usage = match &reported {
-                Some(u) => TurnUsage {
-                    prompt_tokens: u.prompt_tokens,
-                    completion_tokens: u.completion_tokens,
-                },
-                None => TurnUsage {
-                    prompt_tokens,
-                    completion_tokens: reply_tokens,
-                },
-            };
-            (reply_tokens, usage)
-        })
-        .await
+    // A reported count is taken as it is when it is plausible for the text's
+    // length (a token is at least one byte); only otherwise is the reply
+    // tokenized, which is the costliest step of a turn.
+    let reported_completion = reported.as_ref().map(|u| u.completion_tokens).filter(|&n| {
+        n <= (reply_text.len() as u64)
+            .saturating_mul(10)
+            .saturating_add(1000)
+    });
+    let (reply_tokens, usage) = match (reported.as_ref(), reported_completion) {
+        (Some(u), Some(completion)) => {
+            let usage = plausible_usage(u, prompt_tokens, completion);
+            (usage.completion_tokens, usage)
+        }
+        _ => {
+            let text = reply_text.clone();
+            let reported = reported.clone();
+            crate::blocking::run(move || {
+                let reply_tokens = tokenizer::count(&text);
+                let usage = match &reported {
+                    Some(u) => plausible_usage(u, prompt_tokens, reply_tokens),
+                    None => TurnUsage {
+                        prompt_tokens,
+                        completion_tokens: reply_tokens,
+                    },
+                };
+                (reply_tokens, usage)
+            })
+            .await
+        }
     };
 
     // Apply the reply's files and pack the workspace, before any row names them.

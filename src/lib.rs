@@ -146,7 +146,6 @@ pub async fn serve(
 
 /// The sweeper and the periodic refresh of gauges.
 async fn background_tasks(state: AppState) {
-    tokio::task::spawn_blocking(llm::tokenizer::warm_up);
     let mut ticker = tokio::time::interval(state.settings.sweep_interval);
     ticker.tick().await;
     loop {

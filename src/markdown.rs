@@ -101,16 +101,24 @@ pub fn to_html(markdown: &str) -> String {
     }
     let mut raw = String::with_capacity(markdown.len() * 2);
     html::push_html(&mut raw, events.into_iter());
-    ammonia::Builder::default()
-        .add_tag_attributes("code", &["class"])
-        .add_tag_attributes("span", &["class"])
-        .add_tag_attributes("input", &["type", "checked", "disabled"])
-        .add_tags(&["input"])
-        // A reply must not make the browser fetch from other hosts.
-        .rm_tags(&["img"])
-        .link_rel(Some("noopener noreferrer nofollow"))
-        .clean(&raw)
-        .to_string()
+    sanitiser().clean(&raw).to_string()
+}
+
+/// The sanitiser's rules, built once.
+fn sanitiser() -> &'static ammonia::Builder<'static> {
+    static SANITISER: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
+    SANITISER.get_or_init(|| {
+        let mut builder = ammonia::Builder::default();
+        builder
+            .add_tag_attributes("code", &["class"])
+            .add_tag_attributes("span", &["class"])
+            .add_tag_attributes("input", &["type", "checked", "disabled"])
+            .add_tags(&["input"])
+            // A reply must not make the browser fetch from other hosts.
+            .rm_tags(&["img"])
+            .link_rel(Some("noopener noreferrer nofollow"));
+        builder
+    })
 }
 
 #[cfg(test)]

@@ -163,7 +163,9 @@ pub struct Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.counter > 0 {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -189,8 +191,8 @@ impl HashingWriter {
 
 impl Staging {
     pub fn new(data_dir: &Path, limits: Limits) -> Result<Self, WorkspaceError> {
+        // The folder is made with the first file: most chats upload nothing.
         let dir = staging_root(data_dir).join(uuid::Uuid::new_v4().to_string());
-        std::fs::create_dir_all(&dir)?;
         Ok(Self {
             dir,
             files: BTreeMap::new(),
@@ -204,14 +206,17 @@ impl Staging {
         self.files.is_empty()
     }
 
-    fn next_tmp(&mut self) -> PathBuf {
+    fn next_tmp(&mut self) -> Result<PathBuf, WorkspaceError> {
+        if self.counter == 0 {
+            std::fs::create_dir_all(&self.dir)?;
+        }
         self.counter += 1;
-        self.dir.join(format!("{}.part", self.counter))
+        Ok(self.dir.join(format!("{}.part", self.counter)))
     }
 
     /// Starts a staged file; the caller writes chunks then calls `finish_file`.
     pub fn begin_file(&mut self) -> Result<(PathBuf, HashingWriter), WorkspaceError> {
-        let tmp = self.next_tmp();
+        let tmp = self.next_tmp()?;
         let file = std::fs::File::create(&tmp)?;
         let cap = self
             .limits
@@ -286,7 +291,7 @@ impl Staging {
                 "{path:?} is larger than the limit per file"
             )));
         }
-        let tmp = self.next_tmp();
+        let tmp = self.next_tmp()?;
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(content)?;
         file.sync_all()?;
@@ -346,7 +351,7 @@ impl Staging {
                     "the zip entry {path:?} inflates suspiciously much (a zip bomb?)"
                 )));
             }
-            let tmp = self.next_tmp();
+            let tmp = self.next_tmp()?;
             let mut out = std::fs::File::create(&tmp)?;
             let mut hasher = Sha256::new();
             let mut size = 0u64;

@@ -639,6 +639,8 @@ impl ConversationsApi {
         // Hold the headers until the provider has said something: a failure
         // before the first word is then a plain 502 or 504, as in JSON mode.
         let first = tokio::select! {
+            // Text already sent wins over a finished turn: it is streamed.
+            biased;
             delta = receiver.recv() => match delta {
                 Some(text) => Ok(text),
                 // The provider is done without a word; the turn is finishing.

@@ -10,9 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use poem::http::uri::Scheme;
-use poem::listener::Acceptor;
+use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Where a connection is in its current request.
@@ -120,14 +121,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     }
 }
 
-/// Wraps every accepted connection in `Guarded` with a head deadline.
-pub struct GuardedAcceptor<A> {
-    pub inner: A,
+/// Wraps every accepted connection in `Guarded` with a head deadline, and
+/// turns off Nagle's algorithm: streamed replies are many small writes, and
+/// each would otherwise wait for the client's delayed acknowledgement.
+pub struct GuardedAcceptor {
+    pub inner: TcpAcceptor,
     pub head_timeout: Duration,
 }
 
-impl<A: Acceptor> Acceptor for GuardedAcceptor<A> {
-    type Io = Guarded<A::Io>;
+impl Acceptor for GuardedAcceptor {
+    type Io = Guarded<TcpStream>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.inner.local_addr()
@@ -135,6 +138,7 @@ impl<A: Acceptor> Acceptor for GuardedAcceptor<A> {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (io, local, remote, scheme) = self.inner.accept().await?;
+        io.set_nodelay(true)?;
         Ok((Guarded::new(io, self.head_timeout), local, remote, scheme))
     }
 }

@@ -84,7 +84,8 @@ fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA mmap_size = 268435456;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
