@@ -10,11 +10,6 @@ fn bpe() -> &'static CoreBPE {
     BPE.get_or_init(|| tiktoken_rs::o200k_base().expect("the embedded o200k_base vocabulary loads"))
 }
 
-/// Loads the vocabulary now, so that the first turn does not pay for it.
-pub fn warm_up() {
-    let _ = bpe();
-}
-
 /// BPE merges within one pre-tokenised piece take time that grows with the
 /// square of its length, and a long run of letters (a minified file, a base64
 /// blob, a million `A`s) is a single piece. So text is counted in pieces: a
