@@ -120,6 +120,11 @@ pub fn safe_relative_path(name: &str) -> Result<String, WorkspaceError> {
     if parts.is_empty() {
         return Err(bad("it is empty"));
     }
+    // Checked again once `.` parts are gone: `./c:x` must not become `c:x`.
+    let first = parts[0].as_bytes();
+    if first.len() >= 2 && first[1] == b':' && first[0].is_ascii_alphabetic() {
+        return Err(bad("it names a drive"));
+    }
     if parts.len() > MAX_DEPTH {
         return Err(bad("it is nested too deeply"));
     }
@@ -646,6 +651,9 @@ mod tests {
             "nul.tar.gz",
             "...",
             "a/ /b",
+            // Found by fuzz/fuzz_targets/path_guard.rs: a drive hidden behind `./`.
+            "./p:././.",
+            ".//c:x",
         ] {
             assert!(
                 safe_relative_path(bad).is_err(),

@@ -33,6 +33,10 @@ impl Parser {
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, TooLarge> {
         let mut events = Vec::new();
+        if chunk.is_empty() {
+            // An empty read says nothing about a `\r` that ended the last one.
+            return Ok(events);
+        }
         let mut bytes = chunk;
         if self.after_cr && bytes.first() == Some(&b'\n') {
             bytes = &bytes[1..];
@@ -139,6 +143,21 @@ mod tests {
         for piece in 1..input.len() {
             assert_eq!(parse_in_pieces(input, piece), expected, "pieces of {piece}");
         }
+    }
+
+    #[test]
+    fn an_empty_piece_after_a_carriage_return_changes_nothing() {
+        let mut parser = Parser::new();
+        let mut events = parser.push(b"data: x\r").unwrap();
+        events.extend(parser.push(b"").unwrap());
+        events.extend(parser.push(b"\ndata: y\n\n").unwrap());
+        assert_eq!(
+            events,
+            vec![Event {
+                event: "message".into(),
+                data: "x\ny".into(),
+            }]
+        );
     }
 
     #[test]
