@@ -8,6 +8,7 @@ mod contract;
 mod conversations;
 mod crash;
 mod disk;
+mod isolation;
 mod logs;
 mod offline;
 mod operations;
