@@ -215,3 +215,28 @@ async fn a_request_head_trickled_slowly_is_cut_off() {
     // Quick clients are unaffected.
     assert_eq!(app.get("/version", None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn cors_answers_only_the_origins_named() {
+    let app = TestApp::spawn_with(|s| s.cors_origins = vec!["https://qa.example.com".into()]).await;
+    let allowed = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/version"))
+        .header("origin", "https://qa.example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://qa.example.com"
+    );
+    let other = app
+        .client
+        .get(app.url("/version"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
