@@ -210,11 +210,11 @@ impl Metrics {
 
     /// The text exposition of every family.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let mut open_metrics = String::with_capacity(16 * 1024);
+        if prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry).is_err() {
             tracing::error!("encoding metrics failed");
         }
-        out
+        to_prometheus_text(&open_metrics)
     }
 
     pub fn count_tokens(&self, model: &str, prompt: u64, completion: u64) {
@@ -231,8 +231,55 @@ impl Metrics {
     }
 }
 
+/// The registry writes OpenMetrics text, where a counter's HELP and TYPE name
+/// the family (`magdi_visitors`) and its sample adds `_total`. Prometheus'
+/// own text format, which `/metrics` serves and promtool checks, names them
+/// after the sample, and has no `# EOF`.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_are_named_after_their_samples_in_prometheus_text() {
+        let metrics = super::Metrics::new();
+        metrics.visitors.inc();
+        let text = metrics.render();
+        assert!(text.contains("# HELP magdi_visitors_total "), "{text}");
+        assert!(
+            text.contains("# TYPE magdi_visitors_total counter\nmagdi_visitors_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE magdi_active_conversations gauge"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
     }
 }
