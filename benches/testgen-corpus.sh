@@ -96,7 +96,7 @@ MAGDI_LOG=info MAGDI_LOG_FORMAT=text NO_COLOR=1 "$magdi" serve \
 server_pid=$!
 base=""
 for _ in $(seq 1 $((start_timeout * 10))); do
-  base="$(grep -o 'http://127\.0\.0\.1:[0-9]\+' "$work/server.log" | head -n1 || true)"
+  base="$(grep -o 'http://127\.0\.0\.1:[0-9]\+' "$work/server.log" | sed -n 1p || true)"
   [[ -n "$base" ]] && break
   kill -0 "$server_pid" 2>/dev/null || break
   sleep 0.1
@@ -193,7 +193,7 @@ ask_for_tests() {
 }
 
 find_sdist() {
-  find "$cache/sdists" -maxdepth 1 -iname "$(echo "$1" | tr '_-' '??')-$2.*" | head -n1
+  find "$cache/sdists" -maxdepth 1 -iname "$(echo "$1" | tr '_-' '??')-$2.*" | sed -n 1p
 }
 
 # --- the corpus ---------------------------------------------------------------------------

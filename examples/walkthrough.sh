@@ -32,7 +32,9 @@ curl -fsS "$base/conversation/upload" -H "$auth" -F "conversation_id=$id" -F "fi
 echo "== chat"
 answer=$(curl -fsS "$base/chat" -H "$auth" -F "conversation_id=$id" -F category=test_generation \
   -F 'message=Write pytest tests for this project.')
-echo "$answer" | json '["reply"]' | head -40
+reply=$(echo "$answer" | json '["reply"]')
+# Only the start of a long reply; sed reads all its input, so no pipe breaks.
+sed -n 1,40p <<<"$reply"
 zip_id=$(echo "$answer" | python3 -c 'import json,sys; a=json.load(sys.stdin)["artifact"]; print(a["zip_id"] if a else "")')
 if [ -z "$zip_id" ]; then
   echo "== the agent wrote no files this turn, so there is nothing to download"
@@ -41,4 +43,4 @@ fi
 
 echo "== download $zip_id"
 curl -fsS -o magdi-tests.zip "$base/api/download?zip_id=$zip_id" -H "$auth"
-unzip -l magdi-tests.zip | tail -n +1 | head -30
+unzip -l magdi-tests.zip | sed -n 1,30p
