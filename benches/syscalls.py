@@ -5,6 +5,7 @@ server a lot; only its counts per turn mean anything). Magdi on core 0, wrk
 and the fake provider on core 1. Run it through benches/syscalls.sh.
 """
 
+import os
 import subprocess
 import tempfile
 import time
@@ -28,7 +29,7 @@ def main():
         magdi.start("--llm-base-url", f"http://{b.HOST}:{provider_port}/v1",
                     "--daily-token-limit", "0")
         magdi.login_all()
-        conversations = magdi.conversations_file(workdir / "conversations.txt", 8)
+        conversations = magdi.conversations_file(workdir / "conversations.txt", int(os.environ.get("PER_USER", "8")))
         lua = b.BENCHES / "wrk" / "magdi-chat.lua"
         env = {"BENCH_CONVERSATIONS": str(conversations)}
         lines += ["| c | turns/s | CPU time per turn | context switches per turn | "

@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::store::conversations::{Conversation, NewMessage};
 use crate::store::users::User;
 use crate::store::workspace_files::WorkspaceFile;
-use crate::store::{self, StoreError};
+use crate::store::{self, StoreError, StoreResult};
 use crate::workspace::{self, Limits, Staging};
 
 /// A conversation's title: the start of its first message, on one line.
@@ -77,12 +77,60 @@ impl Drop for TurnTicket {
     }
 }
 
-/// What a turn needs to know.
+/// What a turn needs to know: who asks, and what.
 pub struct TurnInput {
     pub user: User,
-    pub conversation: Conversation,
+    pub ask: Ask,
+}
+
+/// A turn as the client asked for it, before the conversation is looked up.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub conversation_id: String,
     pub message: String,
-    pub model: String,
+    /// The category the client named, if any: it must be the conversation's.
+    pub category: Option<String>,
+    /// The model the client asked for, if any; otherwise the conversation's.
+    pub model: Option<String>,
+}
+
+impl Ask {
+    /// Checks the ask against its conversation; answers the model to use.
+    pub fn check<'a>(
+        &'a self,
+        conversation: &'a Conversation,
+        providers: &llm::Providers,
+    ) -> Result<&'a str, Refusal> {
+        if let Some(asked) = &self.category
+            && *asked != conversation.category
+        {
+            return Err(Refusal::CategoryMismatch {
+                category: conversation.category.clone(),
+                asked: asked.clone(),
+            });
+        }
+        if !conversation.is_active() {
+            return Err(Refusal::Ended);
+        }
+        match &self.model {
+            Some(model) if providers.offers(model) => Ok(model),
+            Some(_) => Err(Refusal::UnknownModel),
+            None => Ok(&conversation.llm_model),
+        }
+    }
+}
+
+/// Why a turn was refused before anything was spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such conversation of this user's.
+    NotFound,
+    /// The client named another category than the conversation's.
+    CategoryMismatch { category: String, asked: String },
+    /// The conversation has ended.
+    Ended,
+    /// The server offers no such model.
+    UnknownModel,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +161,8 @@ pub enum TurnError {
     OverAllowance(OverAllowance),
     #[error("too many turns at once")]
     Busy,
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]
@@ -215,16 +265,6 @@ fn plausible_usage(
     }
 }
 
-/// Runs one turn to the end.
-pub async fn run_turn(
-    state: &AppState,
-    input: TurnInput,
-    deltas: llm::DeltaSink,
-) -> Result<TurnOutcome, TurnError> {
-    let turn = prepare_turn(state, input).await?;
-    complete_turn(state, turn, deltas).await
-}
-
 /// A turn that passed its checks and holds its reservation: everything up to
 /// the provider call, so that a refusal can still be a plain HTTP error.
 pub struct PreparedTurn {
@@ -240,97 +280,126 @@ pub struct PreparedTurn {
     now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Checks the per-user turn cap, builds the prompt and reserves its tokens.
-pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
-    let TurnInput {
-        user,
-        conversation,
-        message,
-        model,
-    } = input;
+/// Everything a turn reads before it may spend: the conversation (checked
+/// against what the client asked) and the prompt built from it.
+struct Context {
+    conversation: Conversation,
+    model: String,
+    messages: Vec<PromptMessage>,
+    prompt_tokens: u64,
+    message_tokens: u64,
+    workspace_texts: Vec<magdi_testgen::SourceFile>,
+}
+
+/// Looks the conversation up, checks it, and builds the prompt (system prompt
+/// and workspace, history, then the new message) in one read. Blocking.
+fn load_context(
+    state: &AppState,
+    conn: &rusqlite::Connection,
+    user_id: i64,
+    ask: Ask,
+) -> StoreResult<Result<Context, Refusal>> {
     let settings = &state.settings;
+    let conversation = match store::conversations::owned(conn, &ask.conversation_id, user_id) {
+        Ok(conversation) => conversation,
+        Err(StoreError::NotFound) => return Ok(Err(Refusal::NotFound)),
+        Err(err) => return Err(err),
+    };
+    let model = match ask.check(&conversation, &state.providers) {
+        Ok(model) => model.to_owned(),
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let Some(agent) = state
+        .catalog
+        .category(&conversation.category)
+        .and_then(|c| c.find_agent(Some(&conversation.assistant_id), None))
+    else {
+        return Err(StoreError::Other(
+            "the conversation's agent is no longer in the catalog".into(),
+        ));
+    };
+
+    let context_budget = u64::from(settings.context_tokens);
+    let history = store::conversations::recent_history(conn, &conversation.id, context_budget)?;
+    let manifest = store::workspace_files::list(conn, &conversation.id)?;
+    let texts = if manifest.is_empty() {
+        Vec::new()
+    } else {
+        // The offline model reads the whole workspace; a remote one gets only
+        // what fits the context budget, so read no more than that.
+        let offline =
+            model == llm::BUILTIN_MODEL || state.providers.provider_name(&model) == "builtin";
+        let max_total = if offline {
+            64 * 1024 * 1024
+        } else {
+            context_budget * 8
+        };
+        let dir = workspace::workspace_dir(&settings.data_dir, &conversation.id);
+        workspace::read_text_files(&dir, &manifest, 1024 * 1024, max_total)
+    };
+    let (workspace_text, workspace_tokens) = describe_workspace(&texts, &manifest, context_budget);
+    let mut system = agent.system_prompt.clone();
+    if !workspace_text.is_empty() {
+        system.push_str("\n\n");
+        system.push_str(&workspace_text);
+    }
+    let system_tokens = system_prompt_tokens(&agent.system_prompt) + workspace_tokens;
+    let message_tokens = tokenizer::count(&ask.message);
+    let mut prompt_tokens = system_tokens + message_tokens + tokenizer::PER_MESSAGE_OVERHEAD * 2;
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    messages.push(PromptMessage {
+        role: Role::System,
+        content: system,
+    });
+    for m in history {
+        prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;
+        messages.push(PromptMessage {
+            role: if m.from_assistant {
+                Role::Assistant
+            } else {
+                Role::User
+            },
+            content: m.content,
+        });
+    }
+    messages.push(PromptMessage {
+        role: Role::User,
+        content: ask.message,
+    });
+    Ok(Ok(Context {
+        conversation,
+        model,
+        messages,
+        prompt_tokens,
+        message_tokens,
+        workspace_texts: texts,
+    }))
+}
+
+/// Checks the conversation and the per-user turn cap, builds the prompt and
+/// reserves its tokens. The conversation's lookup, its checks and the prompt
+/// are one trip off the async runtime.
+pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
+    let TurnInput { user, ask } = input;
+    let settings = &state.settings;
+    let message = ask.message.clone();
+    let (shared, user_id) = (Arc::clone(state), user.id);
+    let Context {
+        conversation,
+        model,
+        messages,
+        prompt_tokens,
+        message_tokens,
+        workspace_texts,
+    } = state
+        .store
+        .read(move |conn| load_context(&shared, conn, user_id, ask))
+        .await?
+        .map_err(TurnError::Refused)?;
     let ticket = state
         .turns_in_flight
         .enter(user.id)
         .ok_or(TurnError::Busy)?;
-    let agent = state
-        .catalog
-        .category(&conversation.category)
-        .and_then(|c| c.find_agent(Some(&conversation.assistant_id), None))
-        .ok_or_else(|| anyhow::anyhow!("the conversation's agent is no longer in the catalog"))?
-        .clone();
-
-    // The prompt: system prompt and workspace, history, then the new message.
-    let conversation_id = conversation.id.clone();
-    let history_budget = u64::from(settings.context_tokens);
-    let (history, manifest) = state
-        .store
-        .read(move |conn| {
-            Ok((
-                store::conversations::recent_history(conn, &conversation_id, history_budget)?,
-                store::workspace_files::list(conn, &conversation_id)?,
-            ))
-        })
-        .await?;
-    let workspace_dir = workspace::workspace_dir(&settings.data_dir, &conversation.id);
-    let context_budget = u64::from(settings.context_tokens);
-    let system_prompt = agent.system_prompt.clone();
-    let user_message = message.clone();
-    let manifest_for_prompt = manifest;
-    let offline = model == llm::BUILTIN_MODEL || state.providers.provider_name(&model) == "builtin";
-    let (messages, prompt_tokens, message_tokens, workspace_texts) =
-        crate::blocking::run(move || {
-            let texts = if manifest_for_prompt.is_empty() {
-                Vec::new()
-            } else {
-                // The offline model reads the whole workspace; a remote one gets
-                // only what fits the context budget, so read no more than that.
-                let max_total = if offline {
-                    64 * 1024 * 1024
-                } else {
-                    context_budget * 8
-                };
-                workspace::read_text_files(
-                    &workspace_dir,
-                    &manifest_for_prompt,
-                    1024 * 1024,
-                    max_total,
-                )
-            };
-            let (workspace_text, workspace_tokens) =
-                describe_workspace(&texts, &manifest_for_prompt, context_budget);
-            let mut system = system_prompt;
-            if !workspace_text.is_empty() {
-                system.push_str("\n\n");
-                system.push_str(&workspace_text);
-            }
-            let system_tokens = system_prompt_tokens(&agent.system_prompt) + workspace_tokens;
-            let message_tokens = tokenizer::count(&user_message);
-            let mut prompt_tokens =
-                system_tokens + message_tokens + tokenizer::PER_MESSAGE_OVERHEAD * 2;
-            let mut messages = vec![PromptMessage {
-                role: Role::System,
-                content: system,
-            }];
-            for m in &history {
-                let role = if m.role == "assistant" {
-                    Role::Assistant
-                } else {
-                    Role::User
-                };
-                prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;
-                messages.push(PromptMessage {
-                    role,
-                    content: m.content.clone(),
-                });
-            }
-            messages.push(PromptMessage {
-                role: Role::User,
-                content: user_message,
-            });
-            (messages, prompt_tokens, message_tokens, texts)
-        })
-        .await;
 
     // Reserve before calling anyone, so parallel turns cannot overspend.
     let now = state.quota.clock.now();
@@ -613,7 +682,7 @@ async fn apply_reply_files(
     };
     let zip_id = crate::artifacts::new_zip_id();
     let outcome = crate::blocking::run(move || -> anyhow::Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>> {
-        let mut staging = Staging::new(&data_dir, limits)?;
+        let mut staging = Staging::new(&data_dir, limits);
         let known: HashMap<&str, &str> = current.iter().map(|f| (f.path.as_str(), f.sha256.as_str())).collect();
         let mut accepted: Vec<String> = Vec::new();
         for block in &blocks {

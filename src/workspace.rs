@@ -195,16 +195,17 @@ impl HashingWriter {
 }
 
 impl Staging {
-    pub fn new(data_dir: &Path, limits: Limits) -> Result<Self, WorkspaceError> {
-        // The folder is made with the first file: most chats upload nothing.
+    /// Touches no disk: the folder is made with the first file, since most
+    /// chats upload nothing.
+    pub fn new(data_dir: &Path, limits: Limits) -> Self {
         let dir = staging_root(data_dir).join(uuid::Uuid::new_v4().to_string());
-        Ok(Self {
+        Self {
             dir,
             files: BTreeMap::new(),
             bytes: 0,
             counter: 0,
             limits,
-        })
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -17,7 +17,9 @@ use super::agents::{agent_model, unknown_category};
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::form::{ChatForm, Form, UploadForm};
-use crate::conversation::{TurnError, TurnInput, TurnOutcome, complete_turn, prepare_turn};
+use crate::conversation::{
+    Ask, Refusal, TurnError, TurnInput, TurnOutcome, complete_turn, prepare_turn,
+};
 use crate::llm::LlmError;
 use crate::state::AppState;
 use crate::store::conversations::Conversation;
@@ -283,9 +285,18 @@ async fn store_uploads(
     Ok((placed, all.len() as u64, all.values().sum()))
 }
 
+/// Replies up to this size are rendered as HTML on the request's own task.
+const INLINE_RENDER_BYTES: usize = 2048;
+
 async fn chat_response(conversation_id: String, outcome: TurnOutcome) -> ChatResponse {
-    let reply = outcome.reply.clone();
-    let reply_html = crate::blocking::run(move || crate::markdown::to_html(&reply)).await;
+    // A short reply renders in tens of microseconds, less than a trip to the
+    // blocking pool costs; a long one (highlighted code) goes there.
+    let reply_html = if outcome.reply.len() <= INLINE_RENDER_BYTES {
+        crate::markdown::to_html(&outcome.reply)
+    } else {
+        let reply = outcome.reply.clone();
+        crate::blocking::run(move || crate::markdown::to_html(&reply)).await
+    };
     let usage = Usage {
         prompt_tokens: outcome.usage.prompt_tokens,
         completion_tokens: outcome.usage.completion_tokens,
@@ -349,8 +360,24 @@ fn turn_error(state: &AppState, err: TurnError) -> ApiError {
             "upstream_error",
             format!("The model provider failed: {message}."),
         ),
+        TurnError::Refused(refusal) => refused(refusal),
         TurnError::Store(err) => err.into(),
         TurnError::Internal(err) => err.into(),
+    }
+}
+
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotFound => ApiError::conversation_not_found(),
+        Refusal::CategoryMismatch { category, asked } => ApiError::bad_request(
+            "category_mismatch",
+            format!("This conversation is in the category {category}, not {asked}."),
+        ),
+        Refusal::Ended => ended(),
+        Refusal::UnknownModel => ApiError::bad_request(
+            "unknown_model",
+            "This server does not offer that model; see GET /models.",
+        ),
     }
 }
 
@@ -570,48 +597,29 @@ impl ConversationsApi {
             ));
         }
         let conversation_id = parse_conversation_id(form.text("conversation_id"))?;
-        let conversation = owned_conversation(&state, &conversation_id, user.id).await?;
-        if let Some(category) = form
-            .text("category")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            && category != conversation.category
-        {
-            return Err(ApiError::bad_request(
-                "category_mismatch",
-                format!(
-                    "This conversation is in the category {}, not {category}.",
-                    conversation.category
-                ),
-            ));
-        }
-        if !conversation.is_active() {
-            return Err(ended());
-        }
-        let model = match form
-            .text("llm_model")
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-        {
-            Some(model) if state.providers.offers(model) => model.to_owned(),
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "unknown_model",
-                    "This server does not offer that model; see GET /models.",
-                ));
-            }
-            None => conversation.llm_model.clone(),
+        let named = |field: &str| {
+            form.text(field)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let ask = Ask {
+            conversation_id: conversation_id.clone(),
+            message,
+            category: named("category"),
+            model: named("llm_model"),
         };
         if !form.staging.is_empty() {
+            // The conversation is checked before its workspace takes the
+            // files; the turn checks it again, with the files in place.
+            let conversation = owned_conversation(&state, &conversation_id, user.id).await?;
+            if let Err(refusal) = ask.check(&conversation, &state.providers) {
+                return Err(refused(refusal));
+            }
             store_uploads(&state, &conversation_id, form).await?;
         }
 
-        let input = TurnInput {
-            user,
-            conversation,
-            message,
-            model,
-        };
+        let input = TurnInput { user, ask };
         // Refusals (the allowance, too many turns) come before any stream
         // starts, so that they are plain HTTP errors in both modes.
         let turn = prepare_turn(&state, input)

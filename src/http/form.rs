@@ -100,8 +100,7 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
         .map_err(|_| {
             ApiError::bad_request("bad_request", "The multipart form could not be read.")
         })?;
-    let data_dir = settings.data_dir.clone();
-    let mut staging = crate::blocking::run(move || Staging::new(&data_dir, limits)).await?;
+    let mut staging = Staging::new(&settings.data_dir, limits);
     let mut fields = HashMap::new();
     let mut uploaded = 0u64;
     let broken = || {

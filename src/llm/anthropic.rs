@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::openai::read_body;
 use super::sse::Parser;
-use super::{DeltaSink, LlmError, Reply, ReportedUsage, Request, Role, next_chunk, send};
+use super::{
+    DeltaSink, LlmError, PromptMessage, Reply, ReportedUsage, Request, Role, next_chunk, send,
+};
 use crate::config::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -72,19 +75,18 @@ impl Anthropic {
             .filter(|m| m.role == Role::System)
             .map(|m| m.content.as_str())
             .collect();
-        let messages: Vec<Value> = request
+        let messages: Vec<&PromptMessage> = request
             .messages
             .iter()
             .filter(|m| m.role != Role::System)
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
             .collect();
-        let body = json!({
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "system": system.join("\n\n"),
-            "messages": messages,
-            "stream": stream,
-        });
+        let body = MessagesBody {
+            model: &request.model,
+            max_tokens: request.max_tokens,
+            system: system.join("\n\n"),
+            messages,
+            stream,
+        };
         let builder = self.request(
             self.http
                 .post(format!("{}/v1/messages", self.base_url))
@@ -105,6 +107,16 @@ impl Anthropic {
             Ok(reply)
         }
     }
+}
+
+/// The Messages API request: the system prompt apart, then the turns.
+#[derive(Serialize)]
+struct MessagesBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    system: String,
+    messages: Vec<&'a PromptMessage>,
+    stream: bool,
 }
 
 fn usage_of(usage: &Value) -> Option<ReportedUsage> {

@@ -13,14 +13,15 @@ use tokio::sync::mpsc;
 
 use crate::config::{ProviderKind, Settings};
 
-/// One message of the prompt.
-#[derive(Debug, Clone)]
+/// One message of the prompt, serialised as both OpenAI and Anthropic expect it.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PromptMessage {
     pub role: Role,
     pub content: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
     User,

@@ -1,12 +1,14 @@
 //! Any OpenAI-compatible Chat Completions server: OpenAI, Ollama's /v1, vLLM,
 //! llama.cpp's server, LM Studio, LiteLLM, OpenRouter and others.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::sse::Parser;
-use super::{DeltaSink, LlmError, Reply, ReportedUsage, Request, next_chunk, send};
+use super::{DeltaSink, LlmError, PromptMessage, Reply, ReportedUsage, Request, next_chunk, send};
 use crate::config::Secret;
 
 #[derive(Debug, Clone)]
@@ -61,20 +63,15 @@ impl OpenAi {
 
     pub async fn complete(&self, request: Request, deltas: DeltaSink) -> Result<Reply, LlmError> {
         let stream = deltas.is_some();
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-            .collect();
-        let mut body = json!({
-            "model": request.model,
-            "messages": messages,
-            "stream": stream,
-            "max_tokens": request.max_tokens,
-        });
-        if stream {
-            body["stream_options"] = json!({"include_usage": true});
-        }
+        let body = ChatBody {
+            model: &request.model,
+            messages: &request.messages,
+            stream,
+            max_tokens: request.max_tokens,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        };
         let builder = self.authorised(
             self.http
                 .post(format!("{}/chat/completions", self.base_url))
@@ -99,6 +96,22 @@ impl OpenAi {
     }
 }
 
+/// The Chat Completions request, serialised straight from the prompt.
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: &'a [PromptMessage],
+    stream: bool,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
 /// Reads a whole (non-streamed) body, with the idle timeout between chunks.
 pub(crate) async fn read_body(
     response: &mut reqwest::Response,
@@ -118,8 +131,42 @@ pub(crate) async fn read_body(
     Ok(body)
 }
 
-fn usage_of(value: &Value) -> Option<ReportedUsage> {
-    let usage = value.get("usage").filter(|u| u.is_object())?;
+/// A Chat Completions answer or stream chunk: only the parts Magdi reads,
+/// borrowed from the body where no escape forces a copy.
+#[derive(Deserialize)]
+struct Completion<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    message: Option<Content<'a>>,
+    #[serde(default, borrow)]
+    delta: Option<Content<'a>>,
+    #[serde(default)]
+    finish_reason: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+impl<'a> Completion<'a> {
+    fn first_choice(&self) -> Option<&Choice<'a>> {
+        self.choices.as_deref().and_then(<[Choice]>::first)
+    }
+}
+
+fn usage_of(usage: Option<&Value>) -> Option<ReportedUsage> {
+    let usage = usage.filter(|u| u.is_object())?;
     let prompt = usage["prompt_tokens"].as_u64();
     let completion = usage["completion_tokens"].as_u64();
     if prompt.is_none() && completion.is_none() {
@@ -134,16 +181,18 @@ fn usage_of(value: &Value) -> Option<ReportedUsage> {
 
 /// Parses a non-streamed Chat Completions answer.
 pub fn parse_completion(body: &[u8]) -> Result<Reply, LlmError> {
-    let value: Value = serde_json::from_slice(body)
+    let completion: Completion = serde_json::from_slice(body)
         .map_err(|_| LlmError::upstream(None, "the model server's answer was not valid JSON"))?;
-    let text = value["choices"][0]["message"]["content"]
-        .as_str()
+    let text = completion
+        .first_choice()
+        .and_then(|c| c.message.as_ref())
+        .and_then(|m| m.content.as_deref())
         .ok_or_else(|| {
             LlmError::upstream(None, "the model server's answer had no message content")
         })?;
     Ok(Reply {
         text: text.to_owned(),
-        usage: usage_of(&value),
+        usage: usage_of(completion.usage.as_ref()),
     })
 }
 
@@ -169,10 +218,10 @@ async fn read_stream(
                 done = true;
                 break;
             }
-            let value: Value = serde_json::from_str(&event.data).map_err(|_| {
+            let chunk: Completion = serde_json::from_str(&event.data).map_err(|_| {
                 LlmError::upstream(None, "the model server sent an unreadable stream event")
             })?;
-            if let Some(message) = value.get("error").filter(|e| !e.is_null()) {
+            if let Some(message) = &chunk.error {
                 let message = message["message"].as_str().unwrap_or("unknown error");
                 tracing::warn!(detail = %message, "the model server reported an error mid-stream");
                 return Err(LlmError::upstream(
@@ -180,11 +229,13 @@ async fn read_stream(
                     "the model server reported an error while answering",
                 ));
             }
-            if let Some(found) = usage_of(&value) {
+            if let Some(found) = usage_of(chunk.usage.as_ref()) {
                 usage = Some(found);
             }
-            let choice = &value["choices"][0];
-            if let Some(delta) = choice["delta"]["content"].as_str()
+            let Some(choice) = chunk.first_choice() else {
+                continue;
+            };
+            if let Some(delta) = choice.delta.as_ref().and_then(|d| d.content.as_deref())
                 && !delta.is_empty()
             {
                 text.push_str(delta);
@@ -192,7 +243,7 @@ async fn read_stream(
                     let _ = sink.send(delta.to_owned());
                 }
             }
-            if choice["finish_reason"].is_string() {
+            if choice.finish_reason.as_ref().is_some_and(Value::is_string) {
                 finished = true;
             }
         }

@@ -192,35 +192,54 @@ pub fn messages(conn: &Connection, conversation_id: &str) -> StoreResult<Vec<Mes
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
 }
 
+/// One earlier message as a prompt carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryMessage {
+    pub from_assistant: bool,
+    pub content: String,
+    pub content_tokens: u64,
+}
+
 /// The most recent successful messages, newest last, whose tokens add up to at
-/// most `budget`: the history a prompt carries.
+/// most `budget`: the history a prompt carries. At most 200 messages.
 pub fn recent_history(
     conn: &Connection,
     conversation_id: &str,
     budget: u64,
-) -> StoreResult<Vec<Message>> {
+) -> StoreResult<Vec<HistoryMessage>> {
     let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE conversation_id = ?1 AND error IS NULL ORDER BY seq DESC LIMIT 200"
-        ))
+        .prepare_cached(
+            "SELECT role, content, content_tokens FROM messages
+             WHERE conversation_id = ?1 AND error IS NULL ORDER BY seq DESC LIMIT 200",
+        )
         .map_err(db_err)?;
     let mut rows = stmt.query([conversation_id]).map_err(db_err)?;
     let mut picked = Vec::new();
     let mut used = 0u64;
     while let Some(row) = rows.next().map_err(db_err)? {
-        let message = message_from_row(row).map_err(db_err)?;
-        used += message.content_tokens;
+        let content_tokens = row.get::<_, i64>(2).map_err(db_err)?.max(0) as u64;
+        used += content_tokens;
         if used > budget && !picked.is_empty() {
             break;
         }
-        picked.push(message);
+        let from_assistant = row
+            .get_ref(0)
+            .map_err(db_err)?
+            .as_str()
+            .map_err(|e| db_err(e.into()))?
+            == "assistant";
+        picked.push(HistoryMessage {
+            from_assistant,
+            content: row.get(1).map_err(db_err)?,
+            content_tokens,
+        });
+    }
+    // A history starts with the user's turn, as providers expect: drop the
+    // oldest messages (last in this newest-first order) until it does.
+    while picked.last().is_some_and(|m| m.from_assistant) {
+        picked.pop();
     }
     picked.reverse();
-    // A history starts with the user's turn, as providers expect.
-    while picked.first().is_some_and(|m| m.role != "user") {
-        picked.remove(0);
-    }
     Ok(picked)
 }
 
