@@ -29,7 +29,12 @@ LABELS = {
 }
 LITELLM_KEY = "sk-bench-only-on-loopback-0123456789"
 USERS = 32
-CONVERSATIONS_PER_USER = 8
+# Turns rotate over fresh conversations, 40 per user (1,280) per run: at this
+# machine's rates a conversation gets some 10 to 20 turns in a 10-second run,
+# so a turn carries the history of a chat of ordinary length. (With 8 per user
+# they reached 100 turns and more, every turn carrying 200 earlier messages;
+# benches/syscalls.sh measures that case.)
+CONVERSATIONS_PER_USER = 40
 
 
 def parse_args():

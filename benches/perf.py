@@ -20,6 +20,8 @@ def parse_args():
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--top", type=int, default=45)
+    p.add_argument("--per-user", type=int, default=8,
+                   help="conversations per user that the turns rotate through")
     p.add_argument("--keep", action="store_true",
                    help="keep perf.data (its path is printed) for `perf report -i`")
     return p.parse_args()
@@ -46,7 +48,7 @@ def main():
         magdi.start("--llm-base-url", f"http://{b.HOST}:{provider_port}/v1",
                     "--daily-token-limit", "0")
         magdi.login_all()
-        conversations = magdi.conversations_file(workdir / "conversations.txt", 8)
+        conversations = magdi.conversations_file(workdir / "conversations.txt", args.per_user)
         lua = b.BENCHES / "wrk" / "magdi-chat.lua"
         env = {"BENCH_CONVERSATIONS": str(conversations)}
         b.wrk(magdi.base + "/chat", lua, args.concurrency, 2, env=env)  # warm-up

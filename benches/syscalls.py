@@ -29,7 +29,9 @@ def main():
         magdi.start("--llm-base-url", f"http://{b.HOST}:{provider_port}/v1",
                     "--daily-token-limit", "0")
         magdi.login_all()
-        conversations = magdi.conversations_file(workdir / "conversations.txt", int(os.environ.get("PER_USER", "8")))
+        per_user = int(os.environ.get("BENCH_PER_USER", "40"))
+        conversations = magdi.conversations_file(workdir / "conversations.txt", per_user)
+        lines += [f"Turns rotate over {per_user} conversations per user (BENCH_PER_USER).", ""]
         lua = b.BENCHES / "wrk" / "magdi-chat.lua"
         env = {"BENCH_CONVERSATIONS": str(conversations)}
         lines += ["| c | turns/s | CPU time per turn | context switches per turn | "

@@ -77,9 +77,11 @@ impl Drop for TurnTicket {
     }
 }
 
-/// What a turn needs to know: who asks, and what.
+/// What a turn needs to know: who asks (from a valid token; whether they may
+/// still sign in is checked in the turn's read), and what.
 pub struct TurnInput {
-    pub user: User,
+    pub user_id: i64,
+    pub token_issued_at: i64,
     pub ask: Ask,
 }
 
@@ -123,6 +125,8 @@ impl Ask {
 /// Why a turn was refused before anything was spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The token's user was deleted or disabled, or changed their password.
+    SignedOut,
     /// No such conversation of this user's.
     NotFound,
     /// The client named another category than the conversation's.
@@ -169,6 +173,13 @@ pub enum TurnError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// A new message's id: a UUID whose leading bits are the time (version 7),
+/// so that ids arrive in order and the messages' id index grows at its end
+/// instead of taking writes all over its pages.
+fn message_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Tokens of an agent's system prompt, counted once per prompt text.
@@ -283,6 +294,7 @@ pub struct PreparedTurn {
 /// Everything a turn reads before it may spend: the conversation (checked
 /// against what the client asked) and the prompt built from it.
 struct Context {
+    user: User,
     conversation: Conversation,
     model: String,
     messages: Vec<PromptMessage>,
@@ -297,9 +309,13 @@ fn load_context(
     state: &AppState,
     conn: &rusqlite::Connection,
     user_id: i64,
+    token_issued_at: i64,
     ask: Ask,
 ) -> StoreResult<Result<Context, Refusal>> {
     let settings = &state.settings;
+    let Some(user) = store::users::signed_in(conn, user_id, token_issued_at)? else {
+        return Ok(Err(Refusal::SignedOut));
+    };
     let conversation = match store::conversations::owned(conn, &ask.conversation_id, user_id) {
         Ok(conversation) => conversation,
         Err(StoreError::NotFound) => return Ok(Err(Refusal::NotFound)),
@@ -367,6 +383,7 @@ fn load_context(
         content: ask.message,
     });
     Ok(Ok(Context {
+        user,
         conversation,
         model,
         messages,
@@ -380,11 +397,16 @@ fn load_context(
 /// reserves its tokens. The conversation's lookup, its checks and the prompt
 /// are one trip off the async runtime.
 pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
-    let TurnInput { user, ask } = input;
+    let TurnInput {
+        user_id,
+        token_issued_at,
+        ask,
+    } = input;
     let settings = &state.settings;
     let message = ask.message.clone();
-    let (shared, user_id) = (Arc::clone(state), user.id);
+    let shared = Arc::clone(state);
     let Context {
+        user,
         conversation,
         model,
         messages,
@@ -393,7 +415,7 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
         workspace_texts,
     } = state
         .store
-        .read(move |conn| load_context(&shared, conn, user_id, ask))
+        .read(move |conn| load_context(&shared, conn, user_id, token_issued_at, ask))
         .await?
         .map_err(TurnError::Refused)?;
     let ticket = state
@@ -494,7 +516,7 @@ pub async fn complete_turn(
         .inc();
 
     let created_at = crate::time::rfc3339(now);
-    let user_message_id = uuid::Uuid::new_v4().to_string();
+    let user_message_id = message_id();
     let reply = match outcome {
         Ok(reply) => reply,
         Err(err) => {
@@ -568,7 +590,7 @@ pub async fn complete_turn(
         apply_reply_files(state, &conversation_id, blocks).await?
     };
 
-    let assistant_message_id = uuid::Uuid::new_v4().to_string();
+    let assistant_message_id = message_id();
     let rows = vec![
         NewMessage {
             id: user_message_id,

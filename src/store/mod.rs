@@ -171,10 +171,25 @@ impl Store {
             .build(manager)
             .context("opening the database connection pool")?;
 
+        // Checkpoints (copying the WAL back into the database, with an
+        // fsync) run on their own connection and thread, so that commits never
+        // wait for one. The writer checkpoints itself only if the WAL grows
+        // far beyond what the checkpointer normally lets it.
+        conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_CHECKPOINT_PAGES)
+            .context("configuring the database writer")?;
+        let checkpointer = Connection::open(&path)
+            .with_context(|| format!("opening database {}", path.display()))?;
+        apply_pragmas(&checkpointer).context("configuring the database")?;
+        let (committed, commits) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("magdi-db-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &commits))
+            .context("starting the database checkpointer")?;
+
         let (sender, receiver) = mpsc::sync_channel::<Job>(4096);
         std::thread::Builder::new()
             .name("magdi-db-writer".into())
-            .spawn(move || writer_loop(conn, receiver))
+            .spawn(move || writer_loop(conn, receiver, committed))
             .context("starting the database writer")?;
 
         Ok(Self {
@@ -289,7 +304,12 @@ impl Store {
 /// How many queued jobs one transaction takes at most.
 const MAX_BATCH: usize = 512;
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+/// How long the checkpointer lets commits gather before it copies them.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages (4 KiB) past which the writer checkpoints by itself.
+const FALLBACK_CHECKPOINT_PAGES: i64 = 20_000;
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, committed: mpsc::SyncSender<()>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -299,7 +319,10 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         }
         run_batch(&conn, batch);
+        // Full means a checkpoint is already due: nothing to add.
+        let _ = committed.try_send(());
     }
+    drop(committed);
     // Every sender is gone: the server is stopping. Fold the WAL back into the
     // main file so that the database is one file again.
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -312,6 +335,19 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
 /// profiles.
 fn control(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Copies committed WAL frames into the database file a little after each
+/// burst of commits (PASSIVE: it never blocks the writer or readers). Ends
+/// when the writer does.
+fn checkpoint_loop(conn: &Connection, commits: &mpsc::Receiver<()>) {
+    while commits.recv().is_ok() {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        while commits.try_recv().is_ok() {}
+        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %err, "checkpointing the database");
+        }
+    }
 }
 
 fn run_batch(conn: &Connection, batch: Vec<Job>) {

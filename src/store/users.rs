@@ -49,6 +49,24 @@ pub fn by_id(conn: &Connection, id: i64) -> StoreResult<User> {
         .map_err(db_err)
 }
 
+/// The user a valid token names, if they still may sign in: not deleted, not
+/// disabled, and no password change since the token was issued (a change
+/// signs out the tokens issued before it).
+pub fn signed_in(conn: &Connection, id: i64, issued_at: i64) -> StoreResult<Option<User>> {
+    match by_id(conn, id) {
+        Ok(user)
+            if !user.disabled
+                && user
+                    .password_changed_at
+                    .is_none_or(|changed| issued_at >= changed) =>
+        {
+            Ok(Some(user))
+        }
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 pub fn by_email(conn: &Connection, email: &str) -> StoreResult<Option<User>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"))
         .and_then(|mut stmt| stmt.query_row([email.trim()], from_row).optional())

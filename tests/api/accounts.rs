@@ -343,3 +343,55 @@ async fn a_deleted_users_token_stops_working() {
         401
     );
 }
+
+/// `/chat` checks its user in the turn's own read; it must refuse a signed-out
+/// user exactly as the other routes do, before anything else is said or kept.
+#[tokio::test]
+async fn chat_refuses_disabled_and_deleted_users_first() {
+    let app = TestApp::spawn().await;
+    let disabled = app.account("disabled@example.com").await;
+    let deleted = app.account("deleted@example.com").await;
+    let disabled_conversation = app.conversation(&disabled, "qa_info").await;
+    let deleted_conversation = app.conversation(&deleted, "qa_info").await;
+    let (disabled_email, deleted_email) = (disabled.email.clone(), deleted.email.clone());
+    app.state
+        .store
+        .write(move |conn| {
+            magdi::store::users::disable(conn, &disabled_email)?;
+            magdi::store::users::delete(conn, &deleted_email).map(drop)
+        })
+        .await
+        .unwrap();
+
+    for (account, conversation) in [
+        (&disabled, &disabled_conversation),
+        (&deleted, &deleted_conversation),
+    ] {
+        let forms = [
+            app.chat_form(conversation, "qa_info", "What is a flaky test?"),
+            // Refusals that need no database still come after the user check.
+            app.chat_form(conversation, "qa_info", "   "),
+            app.chat_form("not-a-conversation", "qa_info", "Hello"),
+            app.chat_form(conversation, "qa_info", "Hello")
+                .text("user_id", (account.user_id + 1).to_string()),
+            app.chat_form(conversation, "test_planning", "Hello"),
+            app.chat_form(conversation, "qa_info", "Hello").part(
+                "files[]",
+                reqwest::multipart::Part::bytes(b"print(1)\n".to_vec()).file_name("a.py"),
+            ),
+        ];
+        for form in forms {
+            let response = app.chat(&account.token, form).await;
+            assert_eq!(error_code(response, 401).await, "unauthorized", "{}", account.email);
+        }
+        let response = app
+            .chat_stream(
+                &account.token,
+                app.chat_form(conversation, "qa_info", "Hello"),
+            )
+            .await;
+        assert_eq!(error_code(response, 401).await, "unauthorized");
+    }
+    assert_eq!(app.count_rows("messages"), 0);
+    assert_eq!(app.count_rows("workspace_files"), 0);
+}
