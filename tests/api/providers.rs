@@ -354,3 +354,117 @@ async fn reply_file_blocks_are_written_and_packed() {
         .unwrap();
     assert_eq!(again["artifact"], Value::Null);
 }
+
+async fn anthropic_app(fake: &FakeProvider) -> TestApp {
+    TestApp::spawn_with(|s| {
+        fake.configure_anthropic(s);
+        s.llm_idle_timeout = Duration::from_secs(1);
+    })
+    .await
+}
+
+/// The text of a streamed answer's `delta` events, joined.
+fn streamed_text(events: &[(String, String)]) -> String {
+    events
+        .iter()
+        .filter(|(e, _)| e == "delta")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn anthropic_gets_the_system_prompt_apart_the_history_and_its_headers() {
+    let fake = FakeProvider::start().await;
+    let app = anthropic_app(&fake).await;
+    let account = app.account("claude@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    for question in ["First question", "Second question"] {
+        let answer = app
+            .chat(&account.token, app.chat_form(&id, "qa_info", question))
+            .await;
+        assert_eq!(answer.status(), 200);
+        let answer: Value = answer.json().await.unwrap();
+        assert_eq!(answer["reply"], "Hello from the fake model.");
+        assert_eq!(answer["llm_model"], "claude-fake");
+        assert_eq!(answer["usage"]["prompt_tokens"], 11);
+        assert_eq!(answer["usage"]["completion_tokens"], 7);
+    }
+
+    let request = fake.last_request();
+    assert_eq!(request["model"], "claude-fake");
+    assert_eq!(request["stream"], false);
+    assert!(request["max_tokens"].as_u64().unwrap() > 0);
+    // The system prompt travels apart; the turns alternate, oldest first.
+    let system = request["system"].as_str().unwrap();
+    assert!(system.starts_with("You are MagdiSage"), "{system}");
+    let turns: Vec<(&str, &str)> = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("user", "First question"),
+            ("assistant", "Hello from the fake model."),
+            ("user", "Second question"),
+        ]
+    );
+    assert_eq!(
+        fake.anthropic_headers.lock().clone(),
+        Some(("2023-06-01".to_owned(), "fake-anthropic-key".to_owned()))
+    );
+    assert_eq!(app.usage(&account.token).await["tokens_used"], 36);
+}
+
+#[tokio::test]
+async fn anthropic_streams_deltas_and_its_failures_cost_nothing() {
+    let fake = FakeProvider::start().await;
+    let app = anthropic_app(&fake).await;
+    let account = app.account("claude-sse@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+
+    let response = app
+        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "stream"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = sse_events(&response.text().await.unwrap());
+    assert_eq!(streamed_text(&events), "Hello from the fake model.");
+    let (last_event, last_data) = events.last().unwrap();
+    assert_eq!(last_event, "done");
+    let done: Value = serde_json::from_str(last_data).unwrap();
+    assert_eq!(done["usage"]["prompt_tokens"], 11);
+    assert_eq!(done["usage"]["completion_tokens"], 7);
+    assert_eq!(fake.last_request()["stream"], true);
+    assert_eq!(app.usage(&account.token).await["tokens_used"], 18);
+
+    fake.set(Behaviour::CutShort);
+    let response = app
+        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "cut"))
+        .await;
+    let events = sse_events(&response.text().await.unwrap());
+    let (event, data) = events.last().unwrap();
+    assert_eq!(event, "error");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).unwrap()["error"],
+        "upstream_error"
+    );
+    for (behaviour, status, code) in [
+        (Behaviour::Fail, 502, "upstream_error"),
+        (Behaviour::Garbage, 502, "upstream_error"),
+        (Behaviour::Stall, 504, "upstream_timeout"),
+    ] {
+        fake.set(behaviour);
+        let response = app
+            .chat(&account.token, app.chat_form(&id, "qa_info", "again"))
+            .await;
+        assert_eq!(error_code(response, status).await, code, "{behaviour:?}");
+    }
+    assert_eq!(app.usage(&account.token).await["tokens_used"], 18);
+}

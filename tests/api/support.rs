@@ -297,12 +297,14 @@ pub enum Behaviour {
     CutShort,
 }
 
-/// The fake OpenAI-compatible provider: a real HTTP server on loopback that
-/// records what it received.
+/// The fake provider: a real HTTP server on loopback that speaks OpenAI's
+/// Chat Completions and Anthropic's Messages API, and records what it received.
 #[derive(Clone)]
 pub struct FakeProvider {
     pub address: SocketAddr,
     pub received: Arc<Mutex<Vec<Value>>>,
+    /// The `anthropic-version` and `x-api-key` headers of the last Messages call.
+    pub anthropic_headers: Arc<Mutex<Option<(String, String)>>>,
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub reply: Arc<Mutex<String>>,
     pub usage: Arc<Mutex<(u64, u64)>>,
@@ -315,6 +317,7 @@ impl FakeProvider {
         let fake = Self {
             address,
             received: Arc::default(),
+            anthropic_headers: Arc::default(),
             behaviour: Arc::new(Mutex::new(Behaviour::Normal)),
             reply: Arc::new(Mutex::new("Hello from the fake model.".to_owned())),
             usage: Arc::new(Mutex::new((11, 7))),
@@ -332,6 +335,7 @@ impl FakeProvider {
                     })),
                 )
                 .at("/v1/chat/completions", post(fake_completions))
+                .at("/v1/messages", post(fake_messages))
                 .data(handler);
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
@@ -353,6 +357,15 @@ impl FakeProvider {
             .last()
             .cloned()
             .expect("the provider received a request")
+    }
+
+    /// Settings that point Magdi at this provider as Anthropic's API.
+    pub fn configure_anthropic(&self, settings: &mut Settings) {
+        settings.provider = ProviderKind::Anthropic;
+        settings.llm_base_url = Some(format!("http://{}", self.address));
+        settings.llm_api_key = Some(magdi::config::Secret::new("fake-anthropic-key"));
+        settings.models = vec!["claude-fake".into()];
+        settings.default_model = Some("claude-fake".into());
     }
 
     /// Settings that point Magdi at this provider.
@@ -425,6 +438,84 @@ async fn fake_completions(
             ));
         }
         events.push_str("data: [DONE]\n\n");
+    }
+    poem::Response::builder()
+        .content_type("text/event-stream")
+        .body(events)
+}
+
+/// Anthropic's Messages API, as the fake answers it: the same reply, usage and
+/// behaviours as `fake_completions`, in Anthropic's shapes.
+#[poem::handler]
+async fn fake_messages(
+    request: &poem::Request,
+    body: poem::web::Json<Value>,
+    fake: poem::web::Data<&FakeProvider>,
+) -> poem::Response {
+    use poem::IntoResponse;
+    let header = |name: &str| request.header(name).unwrap_or_default().to_owned();
+    *fake.anthropic_headers.lock() = Some((header("anthropic-version"), header("x-api-key")));
+    fake.received.lock().push(body.0.clone());
+    let behaviour = *fake.behaviour.lock();
+    let reply = fake.reply.lock().clone();
+    let (input, output) = *fake.usage.lock();
+    match behaviour {
+        Behaviour::Fail => {
+            return poem::Response::builder()
+                .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+                .body(r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#);
+        }
+        Behaviour::Stall => tokio::time::sleep(Duration::from_secs(30)).await,
+        Behaviour::Garbage => {
+            return poem::Response::builder()
+                .content_type("application/json")
+                .body("{not json at all");
+        }
+        _ => {}
+    }
+    if !body.0["stream"].as_bool().unwrap_or(false) {
+        return poem::web::Json(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": body.0["model"],
+            "content": [{"type": "text", "text": reply}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": input, "output_tokens": output},
+        }))
+        .into_response();
+    }
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut events = event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "role": "assistant",
+               "content": [], "usage": {"input_tokens": input, "output_tokens": 1}}}),
+    );
+    events.push_str(&event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0,
+               "content_block": {"type": "text", "text": ""}}),
+    ));
+    let words: Vec<&str> = reply.split_inclusive(' ').collect();
+    let cut = behaviour == Behaviour::CutShort;
+    for (i, word) in words.iter().enumerate() {
+        if cut && i >= words.len() / 2 {
+            break;
+        }
+        events.push_str(&event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "text_delta", "text": word}}),
+        ));
+    }
+    if !cut {
+        events.push_str(&event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        events.push_str(&event(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                   "usage": {"output_tokens": output}}),
+        ));
+        events.push_str(&event("message_stop", json!({"type": "message_stop"})));
     }
     poem::Response::builder()
         .content_type("text/event-stream")
