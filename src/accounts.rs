@@ -246,7 +246,7 @@ impl Default for Hasher {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub iat: i64,
@@ -254,13 +254,21 @@ pub struct Claims {
 }
 
 /// Signs and checks login tokens (HS256 only).
-#[derive(Clone)]
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     pub ttl: Duration,
+    /// Tokens whose signature was verified, with their claims, kept until
+    /// they expire: a client sends the same token with every request, and
+    /// decoding and verifying it each time was a tenth of a chat turn's
+    /// instructions. Only a token that passed `decode` gets in, found again
+    /// by its whole text.
+    verified: parking_lot::Mutex<HashMap<String, Claims>>,
 }
+
+/// Verified tokens remembered at most (a few hundred bytes each).
+const VERIFIED_TOKENS: usize = 4096;
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,6 +295,7 @@ impl Tokens {
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             ttl,
+            verified: parking_lot::Mutex::default(),
         }
     }
 
@@ -308,11 +317,27 @@ impl Tokens {
 
     /// The claims of a valid token; `None` for anything else.
     pub fn check(&self, token: &str) -> Option<Claims> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = self.verified.lock().get(token) {
+            // Expiry as `decode` checks it: no leeway, expired once past `exp`.
+            return (now <= claims.exp).then(|| claims.clone());
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
         // A token issued in the future was not issued by this server's clock.
-        (claims.iat <= chrono::Utc::now().timestamp() + 60).then_some(claims)
+        if claims.iat > now + 60 {
+            return None;
+        }
+        let mut verified = self.verified.lock();
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.retain(|_, c| now <= c.exp);
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Some(claims)
     }
 }
 
@@ -534,6 +559,25 @@ mod tests {
             theirs.check(&token).map(|claims| claims.sub),
             Some("7".to_owned())
         );
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_its_look_alikes_are_refused() {
+        let tokens = Tokens::new(&Secret::new("c".repeat(40)), Duration::from_secs(1));
+        let token = tokens.issue(7).unwrap().token;
+        for _ in 0..2 {
+            // The second check is answered from memory.
+            assert_eq!(tokens.check(&token).map(|c| c.sub), Some("7".to_owned()));
+        }
+        // One character of the signature changed (not the last, whose low
+        // bits are padding).
+        let at = token.len() - 5;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert!(tokens.check(&tampered).is_none());
+        assert!(tokens.check(&format!("{token} ")).is_none());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(tokens.check(&token).is_none());
     }
 
     #[test]

@@ -382,7 +382,12 @@ async fn chat_refuses_disabled_and_deleted_users_first() {
         ];
         for form in forms {
             let response = app.chat(&account.token, form).await;
-            assert_eq!(error_code(response, 401).await, "unauthorized", "{}", account.email);
+            assert_eq!(
+                error_code(response, 401).await,
+                "unauthorized",
+                "{}",
+                account.email
+            );
         }
         let response = app
             .chat_stream(
