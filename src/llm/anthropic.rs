@@ -93,12 +93,7 @@ impl Anthropic {
                 .json(&body),
         );
         let mut response = send(builder, self.idle).await?;
-        let is_stream = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if is_stream {
+        if super::is_event_stream(&response) {
             read_stream(&mut response, self.idle, &deltas).await
         } else {
             let body = read_body(&mut response, self.idle).await?;

@@ -13,6 +13,16 @@ use tokio::sync::mpsc;
 
 use crate::config::{ProviderKind, Settings};
 
+/// Whether a provider answered with Server-Sent Events (some answer a
+/// streamed request with plain JSON).
+fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// One message of the prompt, serialised as both OpenAI and Anthropic expect it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PromptMessage {

@@ -128,17 +128,7 @@ async fn a_streamed_turn_sends_deltas_then_the_whole_answer() {
     assert_eq!(response.headers()["cache-control"], "no-cache");
     assert_eq!(response.headers()["x-accel-buffering"], "no");
     let events = sse_events(&response.text().await.unwrap());
-    let deltas: String = events
-        .iter()
-        .filter(|(e, _)| e == "delta")
-        .map(|(_, d)| {
-            serde_json::from_str::<Value>(d).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(deltas, "Hello from the fake model.");
+    assert_eq!(streamed_text(&events), "Hello from the fake model.");
     let (last_event, last_data) = events.last().unwrap();
     assert_eq!(last_event, "done");
     assert_eq!(events.iter().filter(|(e, _)| e == "done").count(), 1);
@@ -149,27 +139,52 @@ async fn a_streamed_turn_sends_deltas_then_the_whole_answer() {
     assert_eq!(fake.last_request()["stream_options"]["include_usage"], true);
 }
 
+/// A failing, garbled and stalled provider answer 502, 502 and 504; each
+/// turn's message is the behaviour's name.
+async fn failures_are_502_and_504(app: &TestApp, fake: &FakeProvider, token: &str, id: &str) {
+    for (behaviour, status, code) in [
+        (Behaviour::Fail, 502, "upstream_error"),
+        (Behaviour::Garbage, 502, "upstream_error"),
+        (Behaviour::Stall, 504, "upstream_timeout"),
+    ] {
+        fake.set(behaviour);
+        let response = app
+            .chat(
+                token,
+                app.chat_form(id, "qa_info", &format!("{behaviour:?}")),
+            )
+            .await;
+        assert_eq!(error_code(response, status).await, code, "{behaviour:?}");
+    }
+}
+
+/// A stream the provider cuts short ends with an `error` event.
+async fn a_cut_stream_ends_in_an_error_event(
+    app: &TestApp,
+    fake: &FakeProvider,
+    token: &str,
+    id: &str,
+) {
+    fake.set(Behaviour::CutShort);
+    let response = app
+        .chat_stream(token, app.chat_form(id, "qa_info", "go"))
+        .await;
+    let events = sse_events(&response.text().await.unwrap());
+    let (event, data) = events.last().unwrap();
+    assert_eq!(event, "error");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).unwrap()["error"],
+        "upstream_error"
+    );
+}
+
 #[tokio::test]
 async fn provider_failures_become_502_and_504_and_keep_the_message() {
     let fake = FakeProvider::start().await;
     let app = app_with(&fake).await;
     let account = app.account("fail@example.com").await;
     let id = app.conversation(&account, "qa_info").await;
-    let cases = [
-        (Behaviour::Fail, 502, "upstream_error"),
-        (Behaviour::Garbage, 502, "upstream_error"),
-        (Behaviour::Stall, 504, "upstream_timeout"),
-    ];
-    for (behaviour, status, code) in cases {
-        fake.set(behaviour);
-        let response = app
-            .chat(
-                &account.token,
-                app.chat_form(&id, "qa_info", &format!("{behaviour:?}")),
-            )
-            .await;
-        assert_eq!(error_code(response, status).await, code, "{behaviour:?}");
-    }
+    failures_are_502_and_504(&app, &fake, &account.token, &id).await;
     fake.set(Behaviour::Fail);
     let body: Value = app
         .chat(&account.token, app.chat_form(&id, "qa_info", "status?"))
@@ -216,17 +231,7 @@ async fn a_stream_cut_short_is_an_error_event_and_costs_nothing() {
     let app = app_with(&fake).await;
     let account = app.account("cut@example.com").await;
     let id = app.conversation(&account, "qa_info").await;
-    fake.set(Behaviour::CutShort);
-    let response = app
-        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "go"))
-        .await;
-    let events = sse_events(&response.text().await.unwrap());
-    let (event, data) = events.last().unwrap();
-    assert_eq!(event, "error");
-    assert_eq!(
-        serde_json::from_str::<Value>(data).unwrap()["error"],
-        "upstream_error"
-    );
+    a_cut_stream_ends_in_an_error_event(&app, &fake, &account.token, &id).await;
     assert_eq!(app.usage(&account.token).await["tokens_used"], 0);
 }
 
@@ -444,27 +449,7 @@ async fn anthropic_streams_deltas_and_its_failures_cost_nothing() {
     assert_eq!(fake.last_request()["stream"], true);
     assert_eq!(app.usage(&account.token).await["tokens_used"], 18);
 
-    fake.set(Behaviour::CutShort);
-    let response = app
-        .chat_stream(&account.token, app.chat_form(&id, "qa_info", "cut"))
-        .await;
-    let events = sse_events(&response.text().await.unwrap());
-    let (event, data) = events.last().unwrap();
-    assert_eq!(event, "error");
-    assert_eq!(
-        serde_json::from_str::<Value>(data).unwrap()["error"],
-        "upstream_error"
-    );
-    for (behaviour, status, code) in [
-        (Behaviour::Fail, 502, "upstream_error"),
-        (Behaviour::Garbage, 502, "upstream_error"),
-        (Behaviour::Stall, 504, "upstream_timeout"),
-    ] {
-        fake.set(behaviour);
-        let response = app
-            .chat(&account.token, app.chat_form(&id, "qa_info", "again"))
-            .await;
-        assert_eq!(error_code(response, status).await, code, "{behaviour:?}");
-    }
+    a_cut_stream_ends_in_an_error_event(&app, &fake, &account.token, &id).await;
+    failures_are_502_and_504(&app, &fake, &account.token, &id).await;
     assert_eq!(app.usage(&account.token).await["tokens_used"], 18);
 }
