@@ -251,6 +251,10 @@ pub struct Claims {
     pub sub: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's token generation when it was issued (absent, so 0, in
+    /// tokens issued before generations existed).
+    #[serde(rename = "gen", default)]
+    pub generation: i64,
 }
 
 /// Signs and checks login tokens (HS256 only).
@@ -299,7 +303,8 @@ impl Tokens {
         }
     }
 
-    pub fn issue(&self, user_id: i64) -> anyhow::Result<IssuedToken> {
+    /// A token for a user, in their current token generation.
+    pub fn issue(&self, user_id: i64, generation: i64) -> anyhow::Result<IssuedToken> {
         let now = chrono::Utc::now();
         let expires_at =
             now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::hours(24));
@@ -307,6 +312,7 @@ impl Tokens {
             sub: user_id.to_string(),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
+            generation,
         };
         let token =
             jsonwebtoken::encode(&Header::new(JwtAlgorithm::HS256), &claims, &self.encoding)
@@ -553,7 +559,7 @@ mod tests {
     fn a_token_signed_with_another_secret_is_refused() {
         let ours = Tokens::new(&Secret::new("a".repeat(40)), Duration::from_secs(60));
         let theirs = Tokens::new(&Secret::new("b".repeat(40)), Duration::from_secs(60));
-        let token = theirs.issue(7).unwrap().token;
+        let token = theirs.issue(7, 0).unwrap().token;
         assert!(ours.check(&token).is_none());
         assert_eq!(
             theirs.check(&token).map(|claims| claims.sub),
@@ -564,7 +570,7 @@ mod tests {
     #[test]
     fn a_remembered_token_still_expires_and_its_look_alikes_are_refused() {
         let tokens = Tokens::new(&Secret::new("c".repeat(40)), Duration::from_secs(1));
-        let token = tokens.issue(7).unwrap().token;
+        let token = tokens.issue(7, 0).unwrap().token;
         for _ in 0..2 {
             // The second check is answered from memory.
             assert_eq!(tokens.check(&token).map(|c| c.sub), Some("7".to_owned()));

@@ -77,11 +77,9 @@ impl Drop for TurnTicket {
     }
 }
 
-/// What a turn needs to know: who asks (from a valid token; whether they may
-/// still sign in is checked in the turn's read), and what.
+/// What a turn needs to know: who asks, and what.
 pub struct TurnInput {
-    pub user_id: i64,
-    pub token_issued_at: i64,
+    pub user: User,
     pub ask: Ask,
 }
 
@@ -125,9 +123,8 @@ impl Ask {
 /// Why a turn was refused before anything was spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The token's user was deleted or disabled, or changed their password.
-    SignedOut,
-    /// No such conversation of this user's.
+    /// No such conversation of this user's (also when it, or its user, was
+    /// deleted while the provider answered).
     NotFound,
     /// The client named another category than the conversation's.
     CategoryMismatch { category: String, asked: String },
@@ -294,7 +291,6 @@ pub struct PreparedTurn {
 /// Everything a turn reads before it may spend: the conversation (checked
 /// against what the client asked) and the prompt built from it.
 struct Context {
-    user: User,
     conversation: Conversation,
     model: String,
     messages: Vec<PromptMessage>,
@@ -309,13 +305,9 @@ fn load_context(
     state: &AppState,
     conn: &rusqlite::Connection,
     user_id: i64,
-    token_issued_at: i64,
     ask: Ask,
 ) -> StoreResult<Result<Context, Refusal>> {
     let settings = &state.settings;
-    let Some(user) = store::users::signed_in(conn, user_id, token_issued_at)? else {
-        return Ok(Err(Refusal::SignedOut));
-    };
     let conversation = match store::conversations::owned(conn, &ask.conversation_id, user_id) {
         Ok(conversation) => conversation,
         Err(StoreError::NotFound) => return Ok(Err(Refusal::NotFound)),
@@ -383,7 +375,6 @@ fn load_context(
         content: ask.message,
     });
     Ok(Ok(Context {
-        user,
         conversation,
         model,
         messages,
@@ -397,16 +388,11 @@ fn load_context(
 /// reserves its tokens. The conversation's lookup, its checks and the prompt
 /// are one trip off the async runtime.
 pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
-    let TurnInput {
-        user_id,
-        token_issued_at,
-        ask,
-    } = input;
+    let TurnInput { user, ask } = input;
     let settings = &state.settings;
     let message = ask.message.clone();
-    let shared = Arc::clone(state);
+    let (shared, user_id) = (Arc::clone(state), user.id);
     let Context {
-        user,
         conversation,
         model,
         messages,
@@ -415,7 +401,7 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
         workspace_texts,
     } = state
         .store
-        .read(move |conn| load_context(&shared, conn, user_id, token_issued_at, ask))
+        .read(move |conn| load_context(&shared, conn, user_id, ask))
         .await?
         .map_err(TurnError::Refused)?;
     let ticket = state
@@ -637,6 +623,9 @@ pub async fn complete_turn(
     let write = state
         .store
         .write(move |conn| {
+            // The user (and with them the conversation) may have been deleted
+            // while the provider answered: then there is nothing to keep.
+            store::conversations::owned(conn, &conversation_id, user_id)?;
             store::conversations::append_messages(conn, &conversation_id, &rows)?;
             store::usage::add(conn, user_id, &day, &model_for_row, prompt, completion)?;
             if let Some((mut artifact, placed)) = artifact_row {
@@ -658,7 +647,10 @@ pub async fn complete_turn(
                 &info.zip_id,
             ));
         }
-        return Err(err.into());
+        return Err(match err {
+            StoreError::NotFound => TurnError::Refused(Refusal::NotFound),
+            err => err.into(),
+        });
     }
     reservation.settle(prompt + completion);
 

@@ -196,7 +196,7 @@ impl AccountsApi {
             }
         };
 
-        let issued = state.tokens.issue(user.id)?;
+        let issued = state.tokens.issue(user.id, user.token_generation)?;
         let expires_in = (issued.expires_at - chrono::Utc::now())
             .num_seconds()
             .max(0) as u64;

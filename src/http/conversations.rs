@@ -14,7 +14,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::agents::{agent_model, unknown_category};
-use super::auth::{BearerAuth, BearerToken, SignedToken, signed_in_user};
+use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::form::{ChatForm, Form, UploadForm};
 use crate::conversation::{
@@ -24,7 +24,7 @@ use crate::llm::LlmError;
 use crate::state::AppState;
 use crate::store::conversations::Conversation;
 use crate::store::workspace_files::WorkspaceFile;
-use crate::store::{self, StoreError, users};
+use crate::store::{self, StoreError};
 use crate::workspace;
 
 pub struct ConversationsApi;
@@ -366,18 +366,8 @@ fn turn_error(state: &AppState, err: TurnError) -> ApiError {
     }
 }
 
-/// `err`, unless the token's user may no longer sign in: then 401.
-async fn signed_in_or(state: &AppState, token: SignedToken, err: ApiError) -> ApiError {
-    match signed_in_user(state, token).await {
-        Ok(Some(_)) => err,
-        Ok(None) => ApiError::unauthorized(),
-        Err(read_err) => read_err,
-    }
-}
-
 fn refused(refusal: Refusal) -> ApiError {
     match refusal {
-        Refusal::SignedOut => ApiError::unauthorized(),
         Refusal::NotFound => ApiError::conversation_not_found(),
         Refusal::CategoryMismatch { category, asked } => ApiError::bad_request(
             "category_mismatch",
@@ -592,34 +582,21 @@ impl ConversationsApi {
     #[oai(path = "/chat", method = "post", operation_id = "chat")]
     async fn chat(
         &self,
-        auth: BearerToken,
+        auth: BearerAuth,
         state: Data<&AppState>,
         request: &poem::Request,
         form: ChatForm,
     ) -> Result<ChatAnswer, ApiError> {
         let form = form.0;
-        let token = auth.0;
-        // The user is checked in the turn's own read. Refusals that need no
-        // database wait for that check, so that a signed-out user hears 401
-        // first, as on every route.
-        let checked = (|| {
-            auth.check_user_id(form.integer("user_id")?)?;
-            let message = form.text("message").unwrap_or_default();
-            if message.trim().is_empty() {
-                return Err(ApiError::bad_request(
-                    "bad_request",
-                    "The field message is required and must not be empty.",
-                ));
-            }
-            Ok((
-                parse_conversation_id(form.text("conversation_id"))?,
-                message.to_owned(),
-            ))
-        })();
-        let (conversation_id, message) = match checked {
-            Ok(checked) => checked,
-            Err(err) => return Err(signed_in_or(&state, token, err).await),
-        };
+        let user = auth.check_user_id(form.integer("user_id")?)?.clone();
+        let message = form.text("message").unwrap_or_default().to_owned();
+        if message.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "The field message is required and must not be empty.",
+            ));
+        }
+        let conversation_id = parse_conversation_id(form.text("conversation_id"))?;
         let named = |field: &str| {
             form.text(field)
                 .map(str::trim)
@@ -633,38 +610,16 @@ impl ConversationsApi {
             model: named("llm_model"),
         };
         if !form.staging.is_empty() {
-            // The user and the conversation are checked before its workspace
-            // takes the files; the turn checks them again, files in place.
-            let id = conversation_id.clone();
-            let (user, conversation) = state
-                .store
-                .read(move |conn| {
-                    let Some(user) = users::signed_in(conn, token.user_id, token.issued_at)? else {
-                        return Ok((None, None));
-                    };
-                    let conversation = store::conversations::owned(conn, &id, user.id);
-                    Ok((Some(user), Some(conversation)))
-                })
-                .await?;
-            let (Some(_), Some(conversation)) = (user, conversation) else {
-                return Err(ApiError::unauthorized());
-            };
-            let conversation = match conversation {
-                Ok(conversation) => conversation,
-                Err(StoreError::NotFound) => return Err(ApiError::conversation_not_found()),
-                Err(err) => return Err(err.into()),
-            };
+            // The conversation is checked before its workspace takes the
+            // files; the turn checks it again, with the files in place.
+            let conversation = owned_conversation(&state, &conversation_id, user.id).await?;
             if let Err(refusal) = ask.check(&conversation, &state.providers) {
                 return Err(refused(refusal));
             }
             store_uploads(&state, &conversation_id, form).await?;
         }
 
-        let input = TurnInput {
-            user_id: token.user_id,
-            token_issued_at: token.issued_at,
-            ask,
-        };
+        let input = TurnInput { user, ask };
         // Refusals (the allowance, too many turns) come before any stream
         // starts, so that they are plain HTTP errors in both modes.
         let turn = prepare_turn(&state, input)

@@ -15,10 +15,12 @@ pub struct User {
     pub selected_category: Option<String>,
     /// Unix seconds of the last password change; older tokens are refused.
     pub password_changed_at: Option<i64>,
+    /// Raised by each password change; only tokens of this generation work.
+    pub token_generation: i64,
 }
 
 const COLUMNS: &str = "id, email, password_hash, created_at, daily_token_limit, disabled, selected_category, \
-     password_changed_at";
+     password_changed_at, token_generation";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -30,6 +32,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         disabled: row.get(5)?,
         selected_category: row.get(6)?,
         password_changed_at: row.get(7)?,
+        token_generation: row.get(8)?,
     })
 }
 
@@ -51,11 +54,18 @@ pub fn by_id(conn: &Connection, id: i64) -> StoreResult<User> {
 
 /// The user a valid token names, if they still may sign in: not deleted, not
 /// disabled, and no password change since the token was issued (a change
-/// signs out the tokens issued before it).
-pub fn signed_in(conn: &Connection, id: i64, issued_at: i64) -> StoreResult<Option<User>> {
+/// signs out the tokens issued before it: their generation is past, and so,
+/// for tokens older than generations, is their time of issue).
+pub fn signed_in(
+    conn: &Connection,
+    id: i64,
+    issued_at: i64,
+    generation: i64,
+) -> StoreResult<Option<User>> {
     match by_id(conn, id) {
         Ok(user)
             if !user.disabled
+                && user.token_generation == generation
                 && user
                     .password_changed_at
                     .is_none_or(|changed| issued_at >= changed) =>
@@ -109,7 +119,8 @@ pub fn set_password(conn: &Connection, email: &str, hash: &str) -> StoreResult<(
     let sql = "UPDATE users SET password_hash = ?2 WHERE email = ?1";
     update_by_email(conn, sql, email, &hash)?;
     let now = chrono::Utc::now().timestamp();
-    let sql = "UPDATE users SET password_changed_at = ?2 WHERE email = ?1";
+    let sql = "UPDATE users SET password_changed_at = ?2, token_generation = token_generation + 1
+               WHERE email = ?1";
     update_by_email(conn, sql, email, &now)
 }
 

@@ -246,7 +246,7 @@ async fn tampered_foreign_and_expired_tokens_are_refused() {
         &magdi::config::Secret::new("another secret entirely, long enough"),
         std::time::Duration::from_secs(3600),
     )
-    .issue(account.user_id)
+    .issue(account.user_id, 0)
     .unwrap()
     .token;
     let secret = std::fs::read_to_string(app.data().join("jwt-secret")).unwrap();

@@ -453,3 +453,42 @@ async fn anthropic_streams_deltas_and_its_failures_cost_nothing() {
     failures_are_502_and_504(&app, &fake, &account.token, &id).await;
     assert_eq!(app.usage(&account.token).await["tokens_used"], 18);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deleted_while_the_provider_answers_gets_a_404_and_nothing_is_kept() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("leaving@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    fake.set(Behaviour::Slow);
+    let (plain, streamed, ()) = tokio::join!(
+        app.chat(&account.token, app.chat_form(&id, "qa_info", "plain")),
+        app.chat_stream(&account.token, app.chat_form(&id, "qa_info", "streamed")),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let email = account.email.clone();
+            app.state
+                .store
+                .write(move |conn| magdi::store::users::delete(conn, &email))
+                .await
+                .unwrap();
+        },
+    );
+    assert_eq!(error_code(plain, 404).await, "conversation_not_found");
+    // The stream had started (the provider's first word came before the
+    // deletion was noticed) or had not: either way it ends in that error.
+    let code = if streamed.status() == 200 {
+        let events = sse_events(&streamed.text().await.unwrap());
+        let (event, data) = events.last().unwrap().clone();
+        assert_eq!(event, "error");
+        serde_json::from_str::<Value>(&data).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    } else {
+        error_code(streamed, 404).await
+    };
+    assert_eq!(code, "conversation_not_found");
+    assert_eq!(app.count_rows("messages"), 0);
+    assert_eq!(app.count_rows("usage_daily"), 0);
+}

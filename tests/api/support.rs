@@ -291,6 +291,8 @@ pub enum Behaviour {
     Fail,
     /// Waits before answering.
     Stall,
+    /// Answers normally after half a second.
+    Slow,
     /// Sends something that is not JSON.
     Garbage,
     /// Streams part of a reply and stops without finishing.
@@ -397,6 +399,7 @@ async fn fake_completions(
         Behaviour::Stall => {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
+        Behaviour::Slow => tokio::time::sleep(Duration::from_millis(500)).await,
         Behaviour::Garbage => {
             return poem::Response::builder()
                 .content_type("application/json")
@@ -466,6 +469,7 @@ async fn fake_messages(
                 .body(r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#);
         }
         Behaviour::Stall => tokio::time::sleep(Duration::from_secs(30)).await,
+        Behaviour::Slow => tokio::time::sleep(Duration::from_millis(500)).await,
         Behaviour::Garbage => {
             return poem::Response::builder()
                 .content_type("application/json")
