@@ -274,14 +274,22 @@ fn from_framework(err: &poem::Error) -> ApiError {
     }
 }
 
-/// A framework's parse error, without internals: the first line, shortened.
+/// A framework's parse error in one sentence, without internals: what could
+/// not be read, and the parser's reason (its first line, shortened).
 fn describe(err: &poem::Error) -> String {
-    let text = err.to_string();
-    let line = text.lines().next().unwrap_or("").trim();
-    let line: String = line.chars().take(300).collect();
-    if line.is_empty() {
-        "The request is not what this route takes.".to_owned()
+    use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
+    let (what, reason) = if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        ("The request body is not the JSON this route takes", e.reason.clone())
+    } else if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        ("A parameter could not be read", format!("{}: {}", e.name, e.reason))
     } else {
-        format!("The request is not what this route takes: {line}")
+        ("The request is not what this route takes", err.to_string())
+    };
+    let reason = reason.lines().next().unwrap_or("").trim();
+    let reason: String = reason.chars().take(300).collect();
+    if reason.is_empty() {
+        format!("{what}.")
+    } else {
+        format!("{what} ({reason}).")
     }
 }

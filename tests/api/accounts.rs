@@ -91,7 +91,17 @@ async fn malformed_and_oversized_bodies_are_json_errors() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_code(malformed, 400).await, "bad_request");
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    // One sentence in plain words, with the parser's reason but not its name.
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The request body is not the JSON this route takes (")
+            && message.ends_with(").")
+            && !message.contains("payload error"),
+        "{message}"
+    );
     let not_json = app
         .client
         .post(app.url("/register"))
