@@ -81,6 +81,60 @@ impl Drop for TurnTicket {
 pub struct TurnInput {
     pub user: User,
     pub ask: Ask,
+    /// The user's turn slot when it was taken early (see `admit`).
+    pub ticket: Option<TurnTicket>,
+}
+
+/// Reserves a turn's expected cost against the user's allowance for today.
+async fn reserve(
+    state: &AppState,
+    user: &User,
+    prompt_tokens: u64,
+) -> Result<
+    (
+        crate::quota::Reservation,
+        String,
+        chrono::DateTime<chrono::Utc>,
+    ),
+    TurnError,
+> {
+    let now = state.quota.clock.now();
+    let day = utc_day(now);
+    if !state.quota.knows(user.id, &day) {
+        let (user_id, day_for_read) = (user.id, day.clone());
+        let settled = state
+            .store
+            .read(move |conn| store::usage::tokens_on(conn, user_id, &day_for_read))
+            .await?;
+        state.quota.seed(user.id, &day, settled);
+    }
+    let limit = user
+        .daily_token_limit
+        .unwrap_or(state.settings.daily_token_limit);
+    let reservation = state
+        .quota
+        .reserve(
+            user.id,
+            &day,
+            limit,
+            prompt_tokens,
+            u64::from(state.settings.max_output_tokens),
+        )
+        .map_err(TurnError::OverAllowance)?;
+    Ok((reservation, day, now))
+}
+
+/// The refusals a turn can know before its prompt exists: too many turns at
+/// once, or an allowance that not even the reply alone would fit. Taken
+/// before a `/chat`'s files are stored, so that a refused turn keeps nothing;
+/// returns the turn slot for `TurnInput::ticket`.
+pub async fn admit(state: &AppState, user: &User) -> Result<TurnTicket, TurnError> {
+    let ticket = state
+        .turns_in_flight
+        .enter(user.id)
+        .ok_or(TurnError::Busy)?;
+    drop(reserve(state, user, 0).await?);
+    Ok(ticket)
 }
 
 /// A turn as the client asked for it, before the conversation is looked up.
@@ -388,7 +442,11 @@ fn load_context(
 /// reserves its tokens. The conversation's lookup, its checks and the prompt
 /// are one trip off the async runtime.
 pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
-    let TurnInput { user, ask } = input;
+    let TurnInput {
+        user,
+        ask,
+        ticket: early_ticket,
+    } = input;
     let settings = &state.settings;
     let message = ask.message.clone();
     let (shared, user_id) = (Arc::clone(state), user.id);
@@ -404,33 +462,16 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
         .read(move |conn| load_context(&shared, conn, user_id, ask))
         .await?
         .map_err(TurnError::Refused)?;
-    let ticket = state
-        .turns_in_flight
-        .enter(user.id)
-        .ok_or(TurnError::Busy)?;
+    let ticket = match early_ticket {
+        Some(ticket) => ticket,
+        None => state
+            .turns_in_flight
+            .enter(user.id)
+            .ok_or(TurnError::Busy)?,
+    };
 
     // Reserve before calling anyone, so parallel turns cannot overspend.
-    let now = state.quota.clock.now();
-    let day = utc_day(now);
-    if !state.quota.knows(user.id, &day) {
-        let (user_id, day_for_read) = (user.id, day.clone());
-        let settled = state
-            .store
-            .read(move |conn| store::usage::tokens_on(conn, user_id, &day_for_read))
-            .await?;
-        state.quota.seed(user.id, &day, settled);
-    }
-    let limit = user.daily_token_limit.unwrap_or(settings.daily_token_limit);
-    let reservation = state
-        .quota
-        .reserve(
-            user.id,
-            &day,
-            limit,
-            prompt_tokens,
-            u64::from(settings.max_output_tokens),
-        )
-        .map_err(TurnError::OverAllowance)?;
+    let (reservation, day, now) = reserve(state, &user, prompt_tokens).await?;
 
     let request = llm::Request {
         model: model.clone(),

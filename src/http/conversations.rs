@@ -18,7 +18,7 @@ use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::form::{ChatForm, Form, UploadForm};
 use crate::conversation::{
-    Ask, Refusal, TurnError, TurnInput, TurnOutcome, complete_turn, prepare_turn,
+    Ask, Refusal, TurnError, TurnInput, TurnOutcome, admit, complete_turn, prepare_turn,
 };
 use crate::llm::LlmError;
 use crate::state::AppState;
@@ -609,17 +609,24 @@ impl ConversationsApi {
             category: named("category"),
             model: named("llm_model"),
         };
+        let mut ticket = None;
         if !form.staging.is_empty() {
-            // The conversation is checked before its workspace takes the
-            // files; the turn checks it again, with the files in place.
+            // The conversation and what can be known of the allowance are
+            // checked before the workspace takes the files, so that a refused
+            // turn keeps none; the turn checks again, with the files in place.
             let conversation = owned_conversation(&state, &conversation_id, user.id).await?;
             if let Err(refusal) = ask.check(&conversation, &state.providers) {
                 return Err(refused(refusal));
             }
+            ticket = Some(
+                admit(&state, &user)
+                    .await
+                    .map_err(|err| turn_error(&state, err))?,
+            );
             store_uploads(&state, &conversation_id, form).await?;
         }
 
-        let input = TurnInput { user, ask };
+        let input = TurnInput { user, ask, ticket };
         // Refusals (the allowance, too many turns) come before any stream
         // starts, so that they are plain HTTP errors in both modes.
         let turn = prepare_turn(&state, input)

@@ -279,9 +279,15 @@ fn from_framework(err: &poem::Error) -> ApiError {
 fn describe(err: &poem::Error) -> String {
     use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
     let (what, reason) = if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        ("The request body is not the JSON this route takes", e.reason.clone())
+        (
+            "The request body is not the JSON this route takes",
+            e.reason.clone(),
+        )
     } else if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        ("A parameter could not be read", format!("{}: {}", e.name, e.reason))
+        (
+            "A parameter could not be read",
+            format!("{}: {}", e.name, e.reason),
+        )
     } else {
         ("The request is not what this route takes", err.to_string())
     };

@@ -217,3 +217,67 @@ async fn a_streamed_turn_over_the_allowance_is_a_plain_429() {
         "{body}"
     );
 }
+
+/// A turn refused for the allowance or for too many turns at once keeps none
+/// of the files its form carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_turn_keeps_none_of_its_files() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| {
+        fake.configure(s);
+        s.daily_token_limit = 18;
+        s.max_output_tokens = 7;
+        s.max_concurrent_turns_per_user = 1;
+    })
+    .await;
+    let with_file = |id: &str, name: &str| {
+        app.chat_form(id, "qa_info", "look at this").part(
+            "files[]",
+            reqwest::multipart::Part::bytes(b"print(1)\n".to_vec()).file_name(name.to_owned()),
+        )
+    };
+
+    // Too many turns: the first one waits on a slow provider. A turn before
+    // it loads the tokenizer, so that the first is waiting by the time the
+    // second arrives.
+    let busy = app.account("busy@example.com").await;
+    app.state
+        .store
+        .write(|conn| magdi::store::users::set_limit(conn, "busy@example.com", 1000))
+        .await
+        .unwrap();
+    let id = app.conversation(&busy, "qa_info").await;
+    assert_eq!(
+        app.chat(&busy.token, app.chat_form(&id, "qa_info", "warm up"))
+            .await
+            .status(),
+        200
+    );
+    fake.set(Behaviour::Slow);
+    let (first, second) = tokio::join!(
+        app.chat(&busy.token, app.chat_form(&id, "qa_info", "slow one")),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.chat(&busy.token, with_file(&id, "busy.py")).await
+        },
+    );
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
+    assert_eq!(error_code(second, 429).await, "too_many_turns");
+    fake.set(Behaviour::Normal);
+
+    // Over the allowance: 18 tokens, the first turn spends them all.
+    let spent = app.account("spent@example.com").await;
+    let id = app.conversation(&spent, "qa_info").await;
+    assert_eq!(
+        app.chat(&spent.token, app.chat_form(&id, "qa_info", "one"))
+            .await
+            .status(),
+        200
+    );
+    let refused = app.chat(&spent.token, with_file(&id, "spent.py")).await;
+    assert_eq!(error_code(refused, 429).await, "rate_limited");
+
+    assert_eq!(app.count_rows("workspace_files"), 0);
+    let stored = crate::support::files_under(&app.data().join("workspaces"));
+    assert!(stored.is_empty(), "{stored:?}");
+}
