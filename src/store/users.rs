@@ -37,12 +37,23 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 /// Creates a user; `Conflict` when the email is taken (in any letter case).
+/// Its id has never been anyone's: a deleted user's tokens name their id, and
+/// must not come back to life in a new account.
 pub fn insert(conn: &Connection, email: &str, password_hash: &str) -> StoreResult<User> {
     let created_at = crate::time::now_rfc3339();
-    conn.prepare_cached("INSERT INTO users (email, password_hash, created_at) VALUES (?1, ?2, ?3)")
-        .and_then(|mut stmt| stmt.execute(params![email, password_hash, created_at]))
+    let id: i64 = conn
+        .prepare_cached(
+            "UPDATE id_counters
+             SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM users)) + 1
+             WHERE name = 'users' RETURNING value",
+        )
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
         .map_err(db_err)?;
-    let id = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, email, password_hash, created_at]))
+    .map_err(db_err)?;
     by_id(conn, id)
 }
 

@@ -410,3 +410,39 @@ async fn chat_refuses_disabled_and_deleted_users_first() {
     assert_eq!(app.count_rows("messages"), 0);
     assert_eq!(app.count_rows("workspace_files"), 0);
 }
+
+/// Deleting the newest account must not hand its id, and so its still valid
+/// tokens, to the next account.
+#[tokio::test]
+async fn a_deleted_users_id_is_never_given_again() {
+    let app = TestApp::spawn().await;
+    let gone = app.account("first@example.com").await;
+    let email = gone.email.clone();
+    app.state
+        .store
+        .write(move |conn| magdi::store::users::delete(conn, &email))
+        .await
+        .unwrap();
+    let next = app.account("second@example.com").await;
+    assert!(
+        next.user_id > gone.user_id,
+        "{} after {}",
+        next.user_id,
+        gone.user_id
+    );
+    assert_eq!(
+        app.get("/validate-user", Some(&gone.token)).await.status(),
+        401
+    );
+    assert_eq!(
+        app.get("/conversations", Some(&gone.token)).await.status(),
+        401
+    );
+    let mine: Value = app
+        .get("/validate-user", Some(&next.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["email"], "second@example.com");
+}
