@@ -417,17 +417,27 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
         }
         UserAction::Delete { email } => {
             let who = email.clone();
-            let conversation_ids = store.blocking(move |conn| users::delete(conn, &who))?;
-            for id in &conversation_ids {
+            let deleted = store.blocking(move |conn| users::delete(conn, &who))?;
+            for id in &deleted.conversation_ids {
                 let dir = crate::workspace::workspace_dir(&args.data_dir, id);
                 if dir.exists() {
                     std::fs::remove_dir_all(&dir)
                         .with_context(|| format!("removing workspace {}", dir.display()))?;
                 }
             }
+            for zip_id in &deleted.zip_ids {
+                let zip = crate::artifacts::artifact_path(&args.data_dir, zip_id);
+                match std::fs::remove_file(&zip) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err).with_context(|| format!("removing {}", zip.display()));
+                    }
+                    _ => {}
+                }
+            }
             println!(
-                "deleted {email} and {} conversations",
-                conversation_ids.len()
+                "deleted {email}, {} conversations and {} artifacts",
+                deleted.conversation_ids.len(),
+                deleted.zip_ids.len()
             );
         }
     }

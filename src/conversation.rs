@@ -614,7 +614,18 @@ pub async fn complete_turn(
     let artifact = if blocks.is_empty() {
         None
     } else {
-        apply_reply_files(state, &conversation_id, blocks).await?
+        // A user deleted while the provider answered took the workspace with
+        // them: write nothing for them, and tell a failure from that apart.
+        if !still_owned(state, &conversation_id, user_id).await? {
+            return Err(TurnError::Refused(Refusal::NotFound));
+        }
+        match apply_reply_files(state, &conversation_id, blocks).await {
+            Ok(artifact) => artifact,
+            Err(_) if !still_owned(state, &conversation_id, user_id).await? => {
+                return Err(TurnError::Refused(Refusal::NotFound));
+            }
+            Err(err) => return Err(err),
+        }
     };
 
     let assistant_message_id = message_id();
@@ -707,6 +718,20 @@ pub async fn complete_turn(
         usage,
         artifact: artifact.map(|(info, _)| info),
     })
+}
+
+/// Whether the conversation still exists and is the user's.
+async fn still_owned(state: &AppState, conversation_id: &str, user_id: i64) -> StoreResult<bool> {
+    let id = conversation_id.to_owned();
+    match state
+        .store
+        .read(move |conn| store::conversations::owned(conn, &id, user_id))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// Writes the reply's file blocks into the workspace and packs it. Blocks with

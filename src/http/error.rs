@@ -279,10 +279,18 @@ fn from_framework(err: &poem::Error) -> ApiError {
 fn describe(err: &poem::Error) -> String {
     use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
     let (what, reason) = if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        (
-            "The request body is not the JSON this route takes",
-            e.reason.clone(),
-        )
+        // The parser's own words name Rust types and grammar; a client needs
+        // where the JSON broke, or that its shape is wrong.
+        let reason = match e.reason.rsplit_once(" at line ") {
+            Some((_, at)) => match at.split_once(" column ") {
+                Some((line, column)) => {
+                    format!("it breaks off or is malformed at line {line}, column {column}")
+                }
+                None => format!("it is malformed at line {at}"),
+            },
+            None => "it must be an object with the fields this route documents at /docs".into(),
+        };
+        ("The request body is not the JSON this route takes", reason)
     } else if let Some(e) = err.downcast_ref::<ParseParamError>() {
         (
             "A parameter could not be read",

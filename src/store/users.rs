@@ -146,18 +146,35 @@ pub fn disable(conn: &Connection, email: &str) -> StoreResult<()> {
 
 /// Deletes a user and (by cascade) their rows; returns their conversation ids
 /// so that the caller can remove the workspaces.
-pub fn delete(conn: &Connection, email: &str) -> StoreResult<Vec<String>> {
+pub fn delete(conn: &Connection, email: &str) -> StoreResult<Deleted> {
     let user = by_email(conn, email)?.ok_or(StoreError::NotFound)?;
-    let ids = conn
-        .prepare("SELECT id FROM conversations WHERE user_id = ?1")
-        .and_then(|mut stmt| {
-            stmt.query_map([user.id], |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db_err)?;
+    let strings = |sql: &str| {
+        conn.prepare(sql)
+            .and_then(|mut stmt| {
+                stmt.query_map([user.id], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db_err)
+    };
+    let conversation_ids = strings("SELECT id FROM conversations WHERE user_id = ?1")?;
+    let zip_ids = strings(
+        "SELECT a.zip_id FROM artifacts a JOIN conversations c ON c.id = a.conversation_id
+         WHERE c.user_id = ?1",
+    )?;
     conn.execute("DELETE FROM users WHERE id = ?1", [user.id])
         .map_err(db_err)?;
-    Ok(ids)
+    Ok(Deleted {
+        conversation_ids,
+        zip_ids,
+    })
+}
+
+/// What a deleted user leaves on disk for the caller to remove: the
+/// workspaces of their conversations and their artifacts' ZIPs.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    pub conversation_ids: Vec<String>,
+    pub zip_ids: Vec<String>,
 }
 
 #[derive(Debug)]

@@ -96,12 +96,30 @@ async fn malformed_and_oversized_bodies_are_json_errors() {
     assert_eq!(body["error"], "bad_request");
     // One sentence in plain words, with the parser's reason but not its name.
     let message = body["message"].as_str().unwrap();
-    assert!(
-        message.starts_with("The request body is not the JSON this route takes (")
-            && message.ends_with(").")
-            && !message.contains("payload error"),
-        "{message}"
+    assert_eq!(
+        message,
+        "The request body is not the JSON this route takes (it breaks off or is malformed at \
+         line 1, column 9)."
     );
+    // A body of the wrong shape names no Rust type.
+    for body in ["null", "[1]", "{\"email\": [1]}"] {
+        let response = app
+            .client
+            .post(app.url("/register"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            answer["message"],
+            "The request body is not the JSON this route takes (it must be an object with the \
+             fields this route documents at /docs).",
+            "{body}"
+        );
+    }
     let not_json = app
         .client
         .post(app.url("/register"))

@@ -405,3 +405,50 @@ async fn a_database_from_a_newer_magdi_is_refused() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_from_the_shell_removes_their_workspaces_and_artifacts() {
+    let fake = crate::support::FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| fake.configure(s)).await;
+    let account = app.account("leaves@example.com").await;
+    let stays = app.account("stays@example.com").await;
+    *fake.reply.lock() =
+        "```python path=tests/test_a.py\ndef test_a():\n    assert 1\n```\n".into();
+    for who in [&account, &stays] {
+        let id = app.conversation(who, "test_generation").await;
+        let answer: Value = app
+            .chat(&who.token, app.chat_form(&id, "test_generation", "tests"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(answer["artifact"]["zip_id"].is_string(), "{answer}");
+    }
+    let zips = || crate::support::files_under(&app.data().join("artifacts"));
+    assert_eq!(zips().len(), 2);
+
+    let dir = app.data().to_str().unwrap().to_owned();
+    let deleted = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "delete",
+            "--email",
+            "leaves@example.com",
+        ],
+        None,
+    );
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(
+        text(&deleted).contains("1 conversations and 1 artifacts"),
+        "{}",
+        text(&deleted)
+    );
+    // Only the other user's artifact and workspace are left.
+    assert_eq!(zips().len(), 1);
+    let workspaces = std::fs::read_dir(app.data().join("workspaces"))
+        .unwrap()
+        .count();
+    assert_eq!(workspaces, 1);
+}

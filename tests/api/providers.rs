@@ -460,6 +460,8 @@ async fn a_user_deleted_while_the_provider_answers_gets_a_404_and_nothing_is_kep
     let app = app_with(&fake).await;
     let account = app.account("leaving@example.com").await;
     let id = app.conversation(&account, "qa_info").await;
+    // A reply with a file: nothing of it may be written for a deleted user.
+    *fake.reply.lock() = "```python path=gen/test_a.py\nprint(1)\n```\n".into();
     fake.set(Behaviour::Slow);
     let (plain, streamed, ()) = tokio::join!(
         app.chat(&account.token, app.chat_form(&id, "qa_info", "plain")),
@@ -491,4 +493,10 @@ async fn a_user_deleted_while_the_provider_answers_gets_a_404_and_nothing_is_kep
     assert_eq!(code, "conversation_not_found");
     assert_eq!(app.count_rows("messages"), 0);
     assert_eq!(app.count_rows("usage_daily"), 0);
+    let left = crate::support::files_under(app.data());
+    assert!(
+        left.iter()
+            .all(|f| !f.starts_with("workspaces/") && !f.starts_with("artifacts/")),
+        "{left:?}"
+    );
 }
