@@ -14,6 +14,18 @@ bench_build() {
   fi
 }
 
+bench_build_profile() {
+  # Builds magdi with symbols into CARGO_TARGET_DIR_PROFILE (default
+  # /work/target-prof) for the profilers; prints the binary's path.
+  local dir="${CARGO_TARGET_DIR_PROFILE:-/work/target-prof}"
+  if [[ "${MAGDI_BENCH_NO_BUILD:-0}" != 1 ]]; then
+    (cd "${MAGDI_BENCH_SRC:-$repo}" && CARGO_TARGET_DIR="$dir" \
+      CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+      cargo build --release -p magdi >&2)
+  fi
+  echo "$dir/release/magdi"
+}
+
 bench_need() {
   # bench_need COMMAND DEBIAN_PACKAGE
   if ! command -v "$1" >/dev/null 2>&1; then

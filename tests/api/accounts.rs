@@ -358,12 +358,7 @@ async fn the_secret_file_is_private_to_its_owner() {
 async fn a_deleted_users_token_stops_working() {
     let app = TestApp::spawn().await;
     let account = app.account("gone@example.com").await;
-    let email = account.email.clone();
-    app.state
-        .store
-        .write(move |conn| magdi::store::users::delete(conn, &email))
-        .await
-        .unwrap();
+    app.delete_user(&account.email).await;
     assert_eq!(
         app.get("/validate-user", Some(&account.token))
             .await
@@ -435,12 +430,7 @@ async fn chat_refuses_disabled_and_deleted_users_first() {
 async fn a_deleted_users_id_is_never_given_again() {
     let app = TestApp::spawn().await;
     let gone = app.account("first@example.com").await;
-    let email = gone.email.clone();
-    app.state
-        .store
-        .write(move |conn| magdi::store::users::delete(conn, &email))
-        .await
-        .unwrap();
+    app.delete_user(&gone.email).await;
     let next = app.account("second@example.com").await;
     assert!(
         next.user_id > gone.user_id,

@@ -468,12 +468,7 @@ async fn a_user_deleted_while_the_provider_answers_gets_a_404_and_nothing_is_kep
         app.chat_stream(&account.token, app.chat_form(&id, "qa_info", "streamed")),
         async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let email = account.email.clone();
-            app.state
-                .store
-                .write(move |conn| magdi::store::users::delete(conn, &email))
-                .await
-                .unwrap();
+            app.delete_user(&account.email).await;
         },
     );
     assert_eq!(error_code(plain, 404).await, "conversation_not_found");

@@ -160,6 +160,16 @@ impl TestApp {
         }
     }
 
+    /// Deletes a user straight in the store, as `magdi user delete` does.
+    pub async fn delete_user(&self, email: &str) {
+        let email = email.to_owned();
+        self.state
+            .store
+            .write(move |conn| magdi::store::users::delete(conn, &email))
+            .await
+            .unwrap();
+    }
+
     pub async fn start_conversation(&self, account: &Account, body: Value) -> reqwest::Response {
         self.post_json("/start_conversation", Some(&account.token), &body)
             .await
