@@ -209,7 +209,7 @@ pub fn recent_history(
 ) -> StoreResult<Vec<HistoryMessage>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT role, content, content_tokens FROM messages
+            "SELECT role = 'assistant', content, content_tokens FROM messages
              WHERE conversation_id = ?1 AND error IS NULL ORDER BY seq DESC LIMIT 200",
         )
         .map_err(db_err)?;
@@ -222,14 +222,8 @@ pub fn recent_history(
         if used > budget && !picked.is_empty() {
             break;
         }
-        let from_assistant = row
-            .get_ref(0)
-            .map_err(db_err)?
-            .as_str()
-            .map_err(|e| db_err(e.into()))?
-            == "assistant";
         picked.push(HistoryMessage {
-            from_assistant,
+            from_assistant: row.get(0).map_err(db_err)?,
             content: row.get(1).map_err(db_err)?,
             content_tokens,
         });
