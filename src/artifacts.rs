@@ -138,6 +138,7 @@ pub struct SweepReport {
 /// ZIP may be between its rename and its row.
 pub async fn sweep(
     store: &Store,
+    live: Option<&crate::live::LiveConversations>,
     data_dir: &Path,
     zip_retention: Duration,
     run_retention: Duration,
@@ -168,6 +169,9 @@ pub async fn sweep(
             store
                 .write(move |conn| store::workspace_files::clear(conn, &clear_id))
                 .await?;
+            if let Some(live) = live {
+                live.forget(&id);
+            }
             if std::fs::remove_dir_all(&dir).is_ok() {
                 report.idle_workspaces += 1;
             }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::live::{self, Appended, Live, Lookup};
 use crate::llm::{self, LlmError, PromptMessage, Role, tokenizer};
 use crate::metrics::{LlmLabels, ModelLabels};
 use crate::quota::{OverAllowance, utc_day};
@@ -342,8 +343,18 @@ pub struct PreparedTurn {
     now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Everything a turn reads before it may spend: the conversation (checked
-/// against what the client asked) and the prompt built from it.
+/// What a turn reads from the database before it may spend: the
+/// conversation, checked against what the client asked, and what its prompt
+/// is built from.
+struct Found {
+    conversation: Conversation,
+    model: String,
+    system_prompt: String,
+    history: Vec<store::conversations::HistoryMessage>,
+    manifest: Arc<Vec<WorkspaceFile>>,
+}
+
+/// The prompt built from what was found.
 struct Context {
     conversation: Conversation,
     model: String,
@@ -353,21 +364,55 @@ struct Context {
     workspace_texts: Vec<magdi_testgen::SourceFile>,
 }
 
-/// Looks the conversation up, checks it, and builds the prompt (system prompt
-/// and workspace, history, then the new message) in one read. Blocking.
-fn load_context(
-    state: &AppState,
+/// Reads what a turn needs of a conversation of `user_id`'s, in one read
+/// transaction; `None` when there is no such conversation of theirs.
+fn read_live(
     conn: &rusqlite::Connection,
+    id: &str,
     user_id: i64,
-    ask: Ask,
-) -> StoreResult<Result<Context, Refusal>> {
-    let settings = &state.settings;
-    let conversation = match store::conversations::owned(conn, &ask.conversation_id, user_id) {
+    budget: u64,
+) -> StoreResult<Option<Live>> {
+    let conversation = match store::conversations::owned(conn, id, user_id) {
         Ok(conversation) => conversation,
-        Err(StoreError::NotFound) => return Ok(Err(Refusal::NotFound)),
+        Err(StoreError::NotFound) => return Ok(None),
         Err(err) => return Err(err),
     };
-    let model = match ask.check(&conversation, &state.providers) {
+    Ok(Some(Live {
+        window: store::conversations::recent_window(conn, id, budget)?,
+        manifest: Arc::new(store::workspace_files::list(conn, id)?),
+        last_seq: store::conversations::last_seq(conn, id)?,
+        conversation,
+    }))
+}
+
+/// The conversation as this process knows it, or as the database has it
+/// (kept for the next turn).
+fn live_conversation(state: &AppState, id: &str, user_id: i64) -> StoreResult<Option<Arc<Live>>> {
+    match state.live.lookup(id) {
+        Lookup::Ready(live) => Ok(Some(live)),
+        Lookup::Read(fill) => {
+            let budget = state.live.budget();
+            let read = state
+                .store
+                .read_now(|conn| read_live(conn, id, user_id, budget))?;
+            Ok(read.map(|live| fill.keep(live)))
+        }
+    }
+}
+
+/// Checks the conversation against the user and what they asked; answers
+/// what the prompt is built from.
+fn find_conversation(
+    state: &AppState,
+    live: &Live,
+    user_id: i64,
+    ask: &Ask,
+) -> StoreResult<Result<Found, Refusal>> {
+    let conversation = &live.conversation;
+    if conversation.user_id != user_id {
+        return Ok(Err(Refusal::NotFound));
+    }
+    let model = match ask.check(conversation, &state.providers) {
         Ok(model) => model.to_owned(),
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -381,9 +426,33 @@ fn load_context(
         ));
     };
 
+    Ok(Ok(Found {
+        system_prompt: agent.system_prompt.clone(),
+        conversation: conversation.clone(),
+        model,
+        history: live::prompt_history(&live.window).cloned().collect(),
+        manifest: Arc::clone(&live.manifest),
+    }))
+}
+
+/// Whether building a prompt may read files or count a long text, and so
+/// belongs on the blocking pool rather than on the request's thread.
+fn prompt_is_heavy(found: &Found, message: &str) -> bool {
+    !found.manifest.is_empty() || message.len() > 16 * 1024
+}
+
+/// Builds the prompt: the agent's system prompt and the workspace, the
+/// history, then the new message.
+fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
+    let settings = &state.settings;
+    let Found {
+        conversation,
+        model,
+        system_prompt,
+        history,
+        manifest,
+    } = found;
     let context_budget = u64::from(settings.context_tokens);
-    let history = store::conversations::recent_history(conn, &conversation.id, context_budget)?;
-    let manifest = store::workspace_files::list(conn, &conversation.id)?;
     let texts = if manifest.is_empty() {
         Vec::new()
     } else {
@@ -400,13 +469,13 @@ fn load_context(
         workspace::read_text_files(&dir, &manifest, 1024 * 1024, max_total)
     };
     let (workspace_text, workspace_tokens) = describe_workspace(&texts, &manifest, context_budget);
-    let mut system = agent.system_prompt.clone();
+    let system_tokens = system_prompt_tokens(&system_prompt) + workspace_tokens;
+    let mut system = system_prompt;
     if !workspace_text.is_empty() {
         system.push_str("\n\n");
         system.push_str(&workspace_text);
     }
-    let system_tokens = system_prompt_tokens(&agent.system_prompt) + workspace_tokens;
-    let message_tokens = tokenizer::count(&ask.message);
+    let message_tokens = tokenizer::count(&message);
     let mut prompt_tokens = system_tokens + message_tokens + tokenizer::PER_MESSAGE_OVERHEAD * 2;
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.push(PromptMessage {
@@ -426,21 +495,21 @@ fn load_context(
     }
     messages.push(PromptMessage {
         role: Role::User,
-        content: ask.message,
+        content: message,
     });
-    Ok(Ok(Context {
+    Context {
         conversation,
         model,
         messages,
         prompt_tokens,
         message_tokens,
         workspace_texts: texts,
-    }))
+    }
 }
 
 /// Checks the conversation and the per-user turn cap, builds the prompt and
-/// reserves its tokens. The conversation's lookup, its checks and the prompt
-/// are one trip off the async runtime.
+/// reserves its tokens. The conversation's lookups run on the request's
+/// thread; a prompt that reads workspace files is built on the blocking pool.
 pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<PreparedTurn, TurnError> {
     let TurnInput {
         user,
@@ -449,7 +518,10 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
     } = input;
     let settings = &state.settings;
     let message = ask.message.clone();
-    let (shared, user_id) = (Arc::clone(state), user.id);
+    let live = live_conversation(state, &ask.conversation_id, user.id)?
+        .ok_or(TurnError::Refused(Refusal::NotFound))?;
+    let found = find_conversation(state, &live, user.id, &ask)?.map_err(TurnError::Refused)?;
+    drop(live);
     let Context {
         conversation,
         model,
@@ -457,11 +529,12 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
         prompt_tokens,
         message_tokens,
         workspace_texts,
-    } = state
-        .store
-        .read(move |conn| load_context(&shared, conn, user_id, ask))
-        .await?
-        .map_err(TurnError::Refused)?;
+    } = if prompt_is_heavy(&found, &ask.message) {
+        let shared = Arc::clone(state);
+        crate::blocking::run(move || build_prompt(&shared, found, ask.message)).await
+    } else {
+        build_prompt(state, found, ask.message)
+    };
     let ticket = match early_ticket {
         Some(ticket) => ticket,
         None => state
@@ -561,15 +634,23 @@ pub async fn complete_turn(
                 error: Some(err.to_string()),
                 created_at,
             };
-            let conversation_id = conversation_id.clone();
-            if let Err(store_err) = state
+            let id = conversation_id.clone();
+            match state
                 .store
-                .write(move |conn| {
-                    store::conversations::append_messages(conn, &conversation_id, &[failed])
-                })
+                .write(move |conn| store::conversations::append_messages(conn, &id, &[failed]))
                 .await
             {
-                tracing::error!(error = %store_err, "recording a failed turn");
+                Ok(seq) => state.live.appended(
+                    &conversation_id,
+                    seq,
+                    &[Appended {
+                        from_assistant: false,
+                        content: "",
+                        content_tokens: 0,
+                        succeeded: false,
+                    }],
+                ),
+                Err(store_err) => tracing::error!(error = %store_err, "recording a failed turn"),
             }
             return Err(TurnError::Llm(err));
         }
@@ -655,7 +736,6 @@ pub async fn complete_turn(
             created_at: crate::time::now_rfc3339(),
         },
     ];
-    let conversation_id = conversation_id.clone();
     let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
     let model_for_row = model.clone();
     let artifact_row = artifact.as_ref().map(|(info, placed)| {
@@ -672,26 +752,38 @@ pub async fn complete_turn(
             placed.clone(),
         )
     });
+    let id = conversation_id.clone();
     let write = state
         .store
         .write(move |conn| {
             // The user (and with them the conversation) may have been deleted
             // while the provider answered: then there is nothing to keep.
-            store::conversations::owned(conn, &conversation_id, user_id)?;
-            store::conversations::append_messages(conn, &conversation_id, &rows)?;
+            store::conversations::owned(conn, &id, user_id)?;
+            let first_seq = store::conversations::append_messages(conn, &id, &rows)?;
             store::usage::add(conn, user_id, &day, &model_for_row, prompt, completion)?;
             if let Some((mut artifact, placed)) = artifact_row {
-                store::workspace_files::upsert(
-                    conn,
-                    &conversation_id,
-                    &placed,
-                    &artifact.created_at,
-                )?;
+                store::workspace_files::upsert(conn, &id, &placed, &artifact.created_at)?;
                 store::artifacts::insert(conn, &mut artifact)?;
             }
-            Ok(())
+            Ok((first_seq, rows))
         })
         .await;
+    match &write {
+        // The reply changed the workspace: the next turn reads the files again.
+        Ok(_) if artifact.is_some() => state.live.forget(&conversation_id),
+        Ok((first_seq, rows)) => {
+            let appended = rows.iter().map(|m| Appended {
+                from_assistant: m.role == "assistant",
+                content: &m.content,
+                content_tokens: m.content_tokens,
+                succeeded: true,
+            });
+            state
+                .live
+                .appended(&conversation_id, *first_seq, &appended.collect::<Vec<_>>());
+        }
+        Err(_) => {}
+    }
     if let Err(err) = write {
         if let Some((info, _)) = &artifact {
             let _ = std::fs::remove_file(crate::artifacts::artifact_path(

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod conversation;
 pub mod http;
+pub mod live;
 pub mod llm;
 pub mod markdown;
 pub mod metrics;
@@ -74,6 +75,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         metrics: metrics::Metrics::new(),
         workspace_locks: workspace::WorkspaceLocks::default(),
         turns_in_flight: conversation::TurnGate::new(settings.max_concurrent_turns_per_user),
+        live: live::LiveConversations::new(u64::from(settings.context_tokens)),
         disposable_downloads: Default::default(),
         settings,
     }))
@@ -103,6 +105,7 @@ pub async fn serve(
 
     artifacts::sweep(
         &state.store,
+        Some(&state.live),
         &data_dir,
         state.settings.zip_retention,
         state.settings.run_retention,
@@ -153,6 +156,7 @@ async fn background_tasks(state: AppState) {
         let settings = &state.settings;
         if let Err(err) = artifacts::sweep(
             &state.store,
+            Some(&state.live),
             &settings.data_dir,
             settings.zip_retention,
             settings.run_retention,

@@ -26,6 +26,8 @@ pub struct State {
     pub metrics: Metrics,
     pub workspace_locks: WorkspaceLocks,
     pub turns_in_flight: crate::conversation::TurnGate,
+    /// Conversations in use, as their turns read them.
+    pub live: crate::live::LiveConversations,
     /// Disposable artifacts being downloaded right now: one download at a time.
     pub disposable_downloads: parking_lot::Mutex<std::collections::HashSet<String>>,
 }

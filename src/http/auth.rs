@@ -25,8 +25,7 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
     };
     let user = state
         .store
-        .read(move |conn| users::signed_in(conn, user_id, claims.iat, claims.generation))
-        .await
+        .read_now(|conn| users::signed_in(conn, user_id, claims.iat, claims.generation))
         .map_err(ApiError::from)?;
     user.ok_or_else(|| ApiError::unauthorized().into())
 }

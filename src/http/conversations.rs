@@ -275,6 +275,7 @@ async fn store_uploads(
             store::conversations::touch(conn, &id, &now)
         })
         .await?;
+    state.live.forget(conversation_id);
     state.metrics.upload_bytes.inc_by(uploaded_bytes);
 
     let mut all: std::collections::BTreeMap<String, u64> =
@@ -532,6 +533,7 @@ impl ConversationsApi {
             .store
             .write(move |conn| store::conversations::insert(conn, &row))
             .await?;
+        state.live.created(conversation.clone());
         state.metrics.active_conversations.inc();
         tracing::info!(user.id = user.id, conversation.id = %conversation.id, agent = %conversation.agent_name, "conversation started");
         Ok(Json(StartResponse {
@@ -720,6 +722,7 @@ impl ConversationsApi {
             Err(StoreError::NotFound) => return Err(ApiError::conversation_not_found()),
             Err(err) => return Err(err.into()),
         };
+        state.live.forget(&conversation_id);
         if was_active {
             state.metrics.active_conversations.dec();
         }

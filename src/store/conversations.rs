@@ -200,13 +200,14 @@ pub struct HistoryMessage {
     pub content_tokens: u64,
 }
 
-/// The most recent successful messages, newest last, whose tokens add up to at
-/// most `budget`: the history a prompt carries. At most 200 messages.
-pub fn recent_history(
+/// The most recent successful messages, oldest first, whose tokens add up to
+/// at most `budget` (the newest always), at most 200: the window a prompt's
+/// history is taken from (`live::trim_window` keeps it the same way).
+pub fn recent_window(
     conn: &Connection,
     conversation_id: &str,
     budget: u64,
-) -> StoreResult<Vec<HistoryMessage>> {
+) -> StoreResult<std::collections::VecDeque<HistoryMessage>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT role = 'assistant', content, content_tokens FROM messages
@@ -214,7 +215,7 @@ pub fn recent_history(
         )
         .map_err(db_err)?;
     let mut rows = stmt.query([conversation_id]).map_err(db_err)?;
-    let mut picked = Vec::new();
+    let mut picked = std::collections::VecDeque::new();
     let mut used = 0u64;
     while let Some(row) = rows.next().map_err(db_err)? {
         let content_tokens = row.get::<_, i64>(2).map_err(db_err)?.max(0) as u64;
@@ -222,32 +223,32 @@ pub fn recent_history(
         if used > budget && !picked.is_empty() {
             break;
         }
-        picked.push(HistoryMessage {
+        picked.push_front(HistoryMessage {
             from_assistant: row.get(0).map_err(db_err)?,
             content: row.get(1).map_err(db_err)?,
             content_tokens,
         });
     }
-    // A history starts with the user's turn, as providers expect: drop the
-    // oldest messages (last in this newest-first order) until it does.
-    while picked.last().is_some_and(|m| m.from_assistant) {
-        picked.pop();
-    }
-    picked.reverse();
     Ok(picked)
 }
 
+/// The `seq` of a conversation's newest message, failed turns included; 0
+/// when it has none.
+pub fn last_seq(conn: &Connection, conversation_id: &str) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([conversation_id], |row| row.get(0)))
+        .map_err(db_err)
+}
+
 /// Appends messages to a conversation, marks it touched, and sets its title
-/// from the first user message when it has none.
+/// from the first user message when it has none. Answers the first new
+/// message's `seq`.
 pub fn append_messages(
     conn: &Connection,
     conversation_id: &str,
     new_messages: &[NewMessage],
-) -> StoreResult<()> {
-    let next_seq: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1")
-        .and_then(|mut stmt| stmt.query_row([conversation_id], |row| row.get(0)))
-        .map_err(db_err)?;
+) -> StoreResult<i64> {
+    let next_seq = last_seq(conn, conversation_id)? + 1;
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO messages (id, conversation_id, seq, role, content, content_tokens, llm_model,
@@ -287,7 +288,7 @@ pub fn append_messages(
     )
     .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title]))
     .map_err(db_err)?;
-    Ok(())
+    Ok(next_seq)
 }
 
 /// Marks a conversation touched (an upload), so that its workspace is not swept.

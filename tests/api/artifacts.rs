@@ -225,6 +225,7 @@ async fn artifacts_past_retention_are_removed() {
     let (_, zip_id) = conversation_with_artifact(&app, &fake, &account).await;
     let report = magdi::artifacts::sweep(
         &app.state.store,
+        Some(&app.state.live),
         app.data(),
         std::time::Duration::ZERO,
         std::time::Duration::from_secs(3600),

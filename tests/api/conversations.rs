@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, error_code, files_under, zip_of};
+use crate::support::{Behaviour, FakeProvider, TestApp, error_code, files_under, zip_of};
 
 #[tokio::test]
 async fn categories_list_the_built_in_agents() {
@@ -457,4 +457,89 @@ async fn an_unknown_or_malformed_conversation_id_is_404_or_400() {
         )
         .await;
     assert_eq!(error_code(end, 400).await, "invalid_conversation_id");
+}
+
+/// Sends a turn and answers the messages the provider received for it.
+async fn turn_prompt(
+    app: &TestApp,
+    fake: &FakeProvider,
+    token: &str,
+    id: &str,
+    message: &str,
+) -> Vec<Value> {
+    let response = app
+        .chat(token, app.chat_form(id, "test_generation", message))
+        .await;
+    assert_eq!(response.status(), 200, "turn {message}");
+    let request = fake.last_request();
+    let messages = request["messages"].as_array().expect("messages").clone();
+    assert_eq!(messages.last().unwrap()["content"], message);
+    messages
+}
+
+/// Magdi keeps the conversations in use in memory; whatever happened to one
+/// (failed turns, uploads, files written by replies, parallel turns), the
+/// prompt it builds from memory is the one it builds from the database after a
+/// restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prompt_from_memory_is_the_prompt_from_the_database() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| fake.configure(s)).await;
+    let account = app.account("memory@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let token = account.token.as_str();
+
+    turn_prompt(&app, &fake, token, &id, "one").await;
+    fake.set(Behaviour::Fail);
+    let failed = app
+        .chat(token, app.chat_form(&id, "test_generation", "two"))
+        .await;
+    assert_eq!(failed.status(), 502);
+    fake.set(Behaviour::Normal);
+
+    let upload = app
+        .upload(token, &id, vec![("a.txt", b"alpha file\n".to_vec())])
+        .await;
+    assert_eq!(upload.status(), 200);
+    let prompt = turn_prompt(&app, &fake, token, &id, "three").await;
+    let system = prompt[0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("alpha file"),
+        "an upload reaches the next prompt"
+    );
+    let carried: Vec<&str> = prompt[1..prompt.len() - 1]
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        carried.len(),
+        2,
+        "turn one and its reply, not the failed turn"
+    );
+    assert_eq!(carried[0], "one");
+
+    *fake.reply.lock() = "```text path=b.txt\nbeta file\n```\n".into();
+    turn_prompt(&app, &fake, token, &id, "four").await;
+    *fake.reply.lock() = "fine".into();
+    let prompt = turn_prompt(&app, &fake, token, &id, "five").await;
+    assert!(
+        prompt[0]["content"].as_str().unwrap().contains("beta file"),
+        "a file written by a reply reaches the next prompt"
+    );
+
+    let parallel = (0..4).map(|n| {
+        let form = app.chat_form(&id, "test_generation", &format!("parallel {n}"));
+        app.chat(token, form)
+    });
+    for response in futures_util::future::join_all(parallel).await {
+        assert_eq!(response.status(), 200);
+    }
+
+    let warm = turn_prompt(&app, &fake, token, &id, "warm").await;
+    let app = app.restart(|_| {}).await;
+    let cold = turn_prompt(&app, &fake, token, &id, "cold").await;
+    assert_eq!(cold.len(), warm.len() + 2);
+    assert_eq!(cold[..warm.len()], warm[..], "same prompt before and after");
+    assert_eq!(cold[warm.len()]["content"], "fine");
+    assert_eq!(cold[warm.len()]["role"], "assistant");
 }

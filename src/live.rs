@@ -1,0 +1,460 @@
+//! Conversations in use, kept in memory: what a turn reads before it calls
+//! the provider (the conversation, the recent history its prompt carries, the
+//! list of its workspace files), so that a turn on a conversation this process
+//! already knows reads nothing from the database.
+//!
+//! Only this process writes a conversation's messages and files, so the copy
+//! stays exact if every write tells it, after its commit, what changed:
+//! `appended` for a turn's messages, `forget` for anything else. A copy is
+//! filled from the database on a conversation's first turn; a write that lands
+//! while a fill is reading makes that fill's result unusable for keeping (the
+//! turn still uses it: it is a consistent snapshot of its moment). Accounts
+//! are not kept here: a user deleted or disabled from the command line is
+//! refused by the token check, which reads the database, before this is used.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::store::conversations::{Conversation, HistoryMessage};
+use crate::store::workspace_files::WorkspaceFile;
+
+/// At most this many messages of a conversation go into a prompt.
+pub const MAX_HISTORY_MESSAGES: usize = 200;
+/// Conversations kept at most; beyond, some are dropped (and read again).
+const MAX_CONVERSATIONS: usize = 10_000;
+/// Bytes of message text kept at most, over all conversations.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// One conversation as a turn needs it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub conversation: Conversation,
+    /// The newest message's `seq` (failed turns included): a turn's messages
+    /// are added only when they follow it directly.
+    pub last_seq: i64,
+    /// The newest successful messages whose tokens fit the context budget,
+    /// oldest first (see `trim_window`).
+    pub window: VecDeque<HistoryMessage>,
+    pub manifest: Arc<Vec<WorkspaceFile>>,
+}
+
+impl Live {
+    fn bytes(&self) -> usize {
+        self.window.iter().map(|m| m.content.len()).sum::<usize>()
+            + self
+                .manifest
+                .iter()
+                .map(|f| f.path.len() + 96)
+                .sum::<usize>()
+            + 512
+    }
+}
+
+/// Drops the oldest messages of `window` (oldest first) until it is what a
+/// prompt may carry: the newest message always, then older ones while their
+/// tokens together stay within `budget`, at most `MAX_HISTORY_MESSAGES`.
+pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) {
+    let mut used = 0u64;
+    let mut kept = 0usize;
+    for message in window.iter().rev() {
+        used = used.saturating_add(message.content_tokens);
+        if (used > budget && kept > 0) || kept == MAX_HISTORY_MESSAGES {
+            break;
+        }
+        kept += 1;
+    }
+    let excess = window.len() - kept;
+    window.drain(..excess);
+}
+
+/// The part of a window a prompt carries: it starts with the user's turn, as
+/// providers expect.
+pub fn prompt_history(window: &VecDeque<HistoryMessage>) -> impl Iterator<Item = &HistoryMessage> {
+    window.iter().skip_while(|m| m.from_assistant)
+}
+
+enum Slot {
+    Ready(Arc<Live>),
+    /// A fill is reading the database; `spoiled` once a write landed meanwhile.
+    Filling {
+        fill: u64,
+        spoiled: bool,
+    },
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: HashMap<String, Slot>,
+    bytes: usize,
+    fills: u64,
+}
+
+impl Inner {
+    fn remove(&mut self, id: &str) {
+        if let Some(Slot::Ready(live)) = self.slots.remove(id) {
+            self.bytes = self.bytes.saturating_sub(live.bytes());
+        }
+    }
+
+    /// Makes room for `incoming` bytes by dropping some kept conversations.
+    fn make_room(&mut self, incoming: usize) {
+        while !self.slots.is_empty()
+            && (self.slots.len() >= MAX_CONVERSATIONS || self.bytes + incoming > MAX_BYTES)
+        {
+            let Some(victim) = self
+                .slots
+                .iter()
+                .find(|(_, slot)| matches!(slot, Slot::Ready(_)))
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            self.remove(&victim);
+        }
+    }
+
+    fn put(&mut self, id: String, live: Arc<Live>) {
+        let bytes = live.bytes();
+        if bytes > MAX_BYTES / 8 {
+            self.slots.remove(&id);
+            return;
+        }
+        self.remove(&id);
+        self.make_room(bytes);
+        self.bytes += bytes;
+        self.slots.insert(id, Slot::Ready(live));
+    }
+}
+
+/// What `LiveConversations::lookup` found.
+pub enum Lookup<'a> {
+    /// The conversation as it is now.
+    Ready(Arc<Live>),
+    /// Not kept: read it, and hand what was read to the fill to keep it.
+    Read(Fill<'a>),
+}
+
+/// The conversations in use. See the module's description.
+pub struct LiveConversations {
+    inner: Mutex<Inner>,
+    budget: u64,
+}
+
+impl std::fmt::Debug for LiveConversations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveConversations")
+            .field("kept", &self.inner.lock().slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveConversations {
+    /// `budget`: the tokens of history a prompt may carry.
+    pub fn new(budget: u64) -> Self {
+        Self {
+            inner: Mutex::default(),
+            budget,
+        }
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    pub fn lookup(&self, id: &str) -> Lookup<'_> {
+        let mut inner = self.inner.lock();
+        match inner.slots.get(id) {
+            Some(Slot::Ready(live)) => Lookup::Ready(Arc::clone(live)),
+            // Another turn is filling it: read without keeping.
+            Some(Slot::Filling { .. }) => Lookup::Read(Fill {
+                live: self,
+                id: id.to_owned(),
+                fill: None,
+            }),
+            None => {
+                inner.fills += 1;
+                let fill = inner.fills;
+                inner.slots.insert(
+                    id.to_owned(),
+                    Slot::Filling {
+                        fill,
+                        spoiled: false,
+                    },
+                );
+                Lookup::Read(Fill {
+                    live: self,
+                    id: id.to_owned(),
+                    fill: Some(fill),
+                })
+            }
+        }
+    }
+
+    /// A conversation just created: nothing to read on its first turn.
+    pub fn created(&self, conversation: Conversation) {
+        let id = conversation.id.clone();
+        self.inner.lock().put(
+            id,
+            Arc::new(Live {
+                conversation,
+                last_seq: 0,
+                window: VecDeque::new(),
+                manifest: Arc::default(),
+            }),
+        );
+    }
+
+    /// Messages were committed to a conversation, the first with `first_seq`.
+    /// Called after the commit.
+    pub fn appended(&self, id: &str, first_seq: i64, messages: &[Appended<'_>]) {
+        let mut inner = self.inner.lock();
+        let live = match inner.slots.get_mut(id) {
+            None => return,
+            Some(Slot::Filling { spoiled, .. }) => {
+                *spoiled = true;
+                return;
+            }
+            Some(Slot::Ready(live)) => live,
+        };
+        if live.last_seq + 1 != first_seq {
+            // Turns on one conversation finished out of order: read it again.
+            inner.remove(id);
+            return;
+        }
+        let before = live.bytes();
+        let live = Arc::make_mut(live);
+        live.last_seq += messages.len() as i64;
+        for message in messages.iter().filter(|m| m.succeeded) {
+            live.window.push_back(HistoryMessage {
+                from_assistant: message.from_assistant,
+                content: message.content.to_owned(),
+                content_tokens: message.content_tokens,
+            });
+        }
+        trim_window(&mut live.window, self.budget);
+        let after = live.bytes();
+        inner.bytes = inner.bytes.saturating_sub(before) + after;
+        if inner.bytes > MAX_BYTES {
+            inner.make_room(0);
+        }
+    }
+
+    /// Something else about a conversation changed (it ended, its files
+    /// changed): it is read again on its next turn. Called after the commit.
+    pub fn forget(&self, id: &str) {
+        let mut inner = self.inner.lock();
+        match inner.slots.get_mut(id) {
+            Some(Slot::Filling { spoiled, .. }) => *spoiled = true,
+            Some(Slot::Ready(_)) => inner.remove(id),
+            None => {}
+        }
+    }
+}
+
+/// A message a turn committed, as `LiveConversations::appended` takes it.
+pub struct Appended<'a> {
+    pub from_assistant: bool,
+    pub content: &'a str,
+    pub content_tokens: u64,
+    /// Failed turns' messages take a place but are no part of the history.
+    pub succeeded: bool,
+}
+
+/// A conversation being read from the database on a turn's behalf. Dropped
+/// without `keep`, it leaves nothing behind.
+pub struct Fill<'a> {
+    live: &'a LiveConversations,
+    id: String,
+    /// `None` when another fill of the same conversation is under way.
+    fill: Option<u64>,
+}
+
+impl Fill<'_> {
+    /// Keeps what was read, unless a write landed since the fill began;
+    /// answers it either way.
+    pub fn keep(mut self, live: Live) -> Arc<Live> {
+        let live = Arc::new(live);
+        let Some(fill) = self.fill.take() else {
+            return live;
+        };
+        let mut inner = self.live.inner.lock();
+        match inner.slots.get(&self.id) {
+            Some(Slot::Filling {
+                fill: current,
+                spoiled: false,
+            }) if *current == fill => inner.put(self.id.clone(), Arc::clone(&live)),
+            Some(Slot::Filling { fill: current, .. }) if *current == fill => {
+                inner.slots.remove(&self.id);
+            }
+            _ => {}
+        }
+        live
+    }
+}
+
+impl Drop for Fill<'_> {
+    fn drop(&mut self) {
+        let Some(fill) = self.fill else {
+            return;
+        };
+        let mut inner = self.live.inner.lock();
+        if matches!(inner.slots.get(&self.id), Some(Slot::Filling { fill: current, .. }) if *current == fill)
+        {
+            inner.slots.remove(&self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from_assistant: bool, tokens: u64) -> HistoryMessage {
+        HistoryMessage {
+            from_assistant,
+            content: format!("{tokens} tokens"),
+            content_tokens: tokens,
+        }
+    }
+
+    fn conversation(id: &str) -> Conversation {
+        Conversation {
+            id: id.to_owned(),
+            user_id: 7,
+            category: "qa".into(),
+            assistant_id: "a".into(),
+            agent_name: "A".into(),
+            llm_model: "m".into(),
+            status: "active".into(),
+            title: None,
+            created_at: "2026-12-04T00:00:00Z".into(),
+            ended_at: None,
+        }
+    }
+
+    fn tokens(window: &VecDeque<HistoryMessage>) -> Vec<u64> {
+        window.iter().map(|m| m.content_tokens).collect()
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_messages_that_fit_and_always_the_last() {
+        let mut window: VecDeque<_> = [5, 4, 3, 2].map(|t| message(false, t)).into();
+        trim_window(&mut window, 6);
+        assert_eq!(tokens(&window), vec![3, 2]);
+
+        let mut window: VecDeque<_> = [1, 50].map(|t| message(false, t)).into();
+        trim_window(&mut window, 6);
+        assert_eq!(tokens(&window), vec![50], "the newest stays even when over");
+
+        let mut window: VecDeque<_> = (0..250).map(|_| message(false, 1)).collect();
+        trim_window(&mut window, 1_000_000);
+        assert_eq!(window.len(), MAX_HISTORY_MESSAGES);
+    }
+
+    #[test]
+    fn a_prompt_history_starts_with_the_users_turn() {
+        let window: VecDeque<_> = [(true, 1), (true, 2), (false, 3), (true, 4)]
+            .map(|(a, t)| message(a, t))
+            .into();
+        let carried: Vec<u64> = prompt_history(&window).map(|m| m.content_tokens).collect();
+        assert_eq!(carried, vec![3, 4]);
+    }
+
+    fn turn<'a>(user: &'a str, reply: &'a str) -> [Appended<'a>; 2] {
+        [
+            Appended {
+                from_assistant: false,
+                content: user,
+                content_tokens: 3,
+                succeeded: true,
+            },
+            Appended {
+                from_assistant: true,
+                content: reply,
+                content_tokens: 3,
+                succeeded: true,
+            },
+        ]
+    }
+
+    fn ready(live: &LiveConversations, id: &str) -> Option<Arc<Live>> {
+        match live.lookup(id) {
+            Lookup::Ready(found) => Some(found),
+            Lookup::Read(_) => None,
+        }
+    }
+
+    #[test]
+    fn turns_in_order_extend_the_kept_history_and_out_of_order_ones_drop_it() {
+        let live = LiveConversations::new(1000);
+        live.created(conversation("c"));
+        live.appended("c", 1, &turn("hello", "hi"));
+        let kept = ready(&live, "c").expect("kept");
+        assert_eq!(kept.last_seq, 2);
+        let texts: Vec<&str> = kept.window.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, vec!["hello", "hi"]);
+
+        // A failed turn takes a place but adds nothing to the history.
+        live.appended(
+            "c",
+            3,
+            &[Appended {
+                from_assistant: false,
+                content: "lost",
+                content_tokens: 1,
+                succeeded: false,
+            }],
+        );
+        let kept = ready(&live, "c").expect("kept");
+        assert_eq!((kept.last_seq, kept.window.len()), (3, 2));
+
+        // seq 4 and 5 were someone else's: this turn is not next.
+        live.appended("c", 6, &turn("late", "reply"));
+        assert!(ready(&live, "c").is_none(), "read again after a gap");
+    }
+
+    #[test]
+    fn a_write_during_a_fill_keeps_the_fill_from_being_kept() {
+        let live = LiveConversations::new(1000);
+        let Lookup::Read(fill) = live.lookup("c") else {
+            panic!("nothing kept yet");
+        };
+        // A second turn on the same conversation reads without keeping.
+        let Lookup::Read(second) = live.lookup("c") else {
+            panic!("being filled");
+        };
+        live.appended("c", 1, &turn("hello", "hi"));
+        let read = Live {
+            conversation: conversation("c"),
+            last_seq: 0,
+            window: VecDeque::new(),
+            manifest: Arc::default(),
+        };
+        second.keep(read.clone());
+        fill.keep(read.clone());
+        assert!(
+            ready(&live, "c").is_none(),
+            "the fill read before the write"
+        );
+
+        // Without a write in between, the fill is kept.
+        let Lookup::Read(fill) = live.lookup("c") else {
+            panic!("nothing kept");
+        };
+        fill.keep(read);
+        assert!(ready(&live, "c").is_some());
+
+        // Forgotten after another change; a dropped fill leaves no trace.
+        live.forget("c");
+        let Lookup::Read(fill) = live.lookup("c") else {
+            panic!("forgotten");
+        };
+        drop(fill);
+        assert!(matches!(
+            live.lookup("c"),
+            Lookup::Read(Fill { fill: Some(_), .. })
+        ));
+    }
+}
