@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::openai::read_body;
 use super::sse::Parser;
 use super::{
-    DeltaSink, LlmError, PromptMessage, Reply, ReportedUsage, Request, Role, next_chunk, send,
+    DeltaSink, Endpoint, LlmError, PromptMessage, Reply, ReportedUsage, Request, Role, next_chunk,
+    send,
 };
 use crate::config::Secret;
 
@@ -19,6 +20,7 @@ const API_VERSION: &str = "2023-06-01";
 pub struct Anthropic {
     http: reqwest::Client,
     base_url: String,
+    messages: Endpoint,
     key: Option<Secret>,
     idle: Duration,
 }
@@ -36,6 +38,7 @@ impl Anthropic {
             .to_owned();
         Self {
             http,
+            messages: Endpoint::new(format!("{base_url}/v1/messages")),
             base_url,
             key,
             idle,
@@ -87,11 +90,7 @@ impl Anthropic {
             messages,
             stream,
         };
-        let builder = self.request(
-            self.http
-                .post(format!("{}/v1/messages", self.base_url))
-                .json(&body),
-        );
+        let builder = self.request(self.messages.post(&self.http).json(&body));
         let mut response = send(builder, self.idle).await?;
         if super::is_event_stream(&response) {
             read_stream(&mut response, self.idle, &deltas).await

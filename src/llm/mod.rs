@@ -129,6 +129,29 @@ enum Remote {
     Anthropic(anthropic::Anthropic),
 }
 
+/// A provider's endpoint, parsed once: parsing the address again for every
+/// request showed in a turn's profile. An address that does not parse is kept
+/// as text, and each request with it fails as it would have.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    text: String,
+    parsed: Option<reqwest::Url>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(text: String) -> Self {
+        let parsed = reqwest::Url::parse(&text).ok();
+        Self { text, parsed }
+    }
+
+    pub(crate) fn post(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        match &self.parsed {
+            Some(url) => http.post(url.clone()),
+            None => http.post(&self.text),
+        }
+    }
+}
+
 /// The name of the offline model.
 pub const BUILTIN_MODEL: &str = "builtin";
 

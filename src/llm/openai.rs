@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::sse::Parser;
-use super::{DeltaSink, LlmError, PromptMessage, Reply, ReportedUsage, Request, next_chunk, send};
+use super::{
+    DeltaSink, Endpoint, LlmError, PromptMessage, Reply, ReportedUsage, Request, next_chunk, send,
+};
 use crate::config::Secret;
 
 #[derive(Debug, Clone)]
 pub struct OpenAi {
     http: reqwest::Client,
     base_url: String,
+    completions: Endpoint,
     key: Option<Secret>,
     idle: Duration,
 }
@@ -28,6 +31,7 @@ impl OpenAi {
     ) -> Self {
         Self {
             http,
+            completions: Endpoint::new(format!("{base_url}/chat/completions")),
             base_url,
             key,
             idle,
@@ -72,11 +76,7 @@ impl OpenAi {
                 include_usage: true,
             }),
         };
-        let builder = self.authorised(
-            self.http
-                .post(format!("{}/chat/completions", self.base_url))
-                .json(&body),
-        );
+        let builder = self.authorised(self.completions.post(&self.http).json(&body));
         let mut response = send(builder, self.idle).await?;
 
         // Some servers answer a streamed request with plain JSON; read whatever came.
