@@ -438,7 +438,7 @@ fn find_conversation(
 /// Whether building a prompt may read files or count a long text, and so
 /// belongs on the blocking pool rather than on the request's thread.
 fn prompt_is_heavy(found: &Found, message: &str) -> bool {
-    !found.manifest.is_empty() || message.len() > 16 * 1024
+    !found.manifest.is_empty() || message.len() > 4 * 1024
 }
 
 /// Builds the prompt: the agent's system prompt and the workspace, the
@@ -661,7 +661,7 @@ pub async fn complete_turn(
     let reported = reply.usage;
     // A reported count is taken as it is when it is plausible for the text's
     // length (a token is at least one byte); only otherwise is the reply
-    // tokenized, which is the costliest step of a turn.
+    // counted, on the blocking pool (a reply can be long).
     let reported_completion = reported.as_ref().map(|u| u.completion_tokens).filter(|&n| {
         n <= (reply_text.len() as u64)
             .saturating_mul(10)
