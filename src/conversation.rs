@@ -480,7 +480,7 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.push(PromptMessage {
         role: Role::System,
-        content: system,
+        content: system.into(),
     });
     for m in history {
         prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;
@@ -495,7 +495,7 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
     }
     messages.push(PromptMessage {
         role: Role::User,
-        content: message,
+        content: message.into(),
     });
     Context {
         conversation,

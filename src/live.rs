@@ -229,7 +229,7 @@ impl LiveConversations {
         for message in messages.iter().filter(|m| m.succeeded) {
             live.window.push_back(HistoryMessage {
                 from_assistant: message.from_assistant,
-                content: message.content.to_owned(),
+                content: message.content.into(),
                 content_tokens: message.content_tokens,
             });
         }
@@ -314,7 +314,7 @@ mod tests {
     fn message(from_assistant: bool, tokens: u64) -> HistoryMessage {
         HistoryMessage {
             from_assistant,
-            content: format!("{tokens} tokens"),
+            content: format!("{tokens} tokens").into(),
             content_tokens: tokens,
         }
     }
@@ -393,7 +393,7 @@ mod tests {
         live.appended("c", 1, &turn("hello", "hi"));
         let kept = ready(&live, "c").expect("kept");
         assert_eq!(kept.last_seq, 2);
-        let texts: Vec<&str> = kept.window.iter().map(|m| m.content.as_str()).collect();
+        let texts: Vec<&str> = kept.window.iter().map(|m| &*m.content).collect();
         assert_eq!(texts, vec!["hello", "hi"]);
 
         // A failed turn takes a place but adds nothing to the history.

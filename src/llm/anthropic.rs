@@ -76,7 +76,7 @@ impl Anthropic {
             .messages
             .iter()
             .filter(|m| m.role == Role::System)
-            .map(|m| m.content.as_str())
+            .map(|m| &*m.content)
             .collect();
         let messages: Vec<&PromptMessage> = request
             .messages
@@ -90,7 +90,11 @@ impl Anthropic {
             messages,
             stream,
         };
-        let builder = self.request(self.messages.post(&self.http).json(&body));
+        let builder = self.request(super::with_json(
+            self.messages.post(&self.http),
+            &body,
+            super::json_size_hint(&request.messages),
+        ));
         let mut response = send(builder, self.idle).await?;
         if super::is_event_stream(&response) {
             read_stream(&mut response, self.idle, &deltas).await

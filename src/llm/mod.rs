@@ -7,6 +7,7 @@ pub mod openai;
 pub mod sse;
 pub mod tokenizer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -23,11 +24,36 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-/// One message of the prompt, serialised as both OpenAI and Anthropic expect it.
+/// One message of the prompt, serialised as both OpenAI and Anthropic expect
+/// it. The text is shared with the conversation's history kept in memory, so
+/// that a long history is not copied for every turn.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PromptMessage {
     pub role: Role,
-    pub content: String,
+    pub content: Arc<str>,
+}
+
+/// A request body as JSON, written into a buffer sized up front from
+/// `size_hint`: growing it by doubling copied a long history several times.
+pub(crate) fn with_json<T: serde::Serialize>(
+    builder: reqwest::RequestBuilder,
+    body: &T,
+    size_hint: usize,
+) -> reqwest::RequestBuilder {
+    let mut buffer = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut buffer, body) {
+        Ok(()) => builder
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(buffer),
+        // Let reqwest report it as it reports any body it cannot build.
+        Err(_) => builder.json(body),
+    }
+}
+
+/// About how many bytes a prompt takes as JSON (escapes add a little).
+pub(crate) fn json_size_hint(messages: &[PromptMessage]) -> usize {
+    let text: usize = messages.iter().map(|m| m.content.len() + 32).sum();
+    text + text / 8 + 256
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

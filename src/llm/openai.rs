@@ -76,7 +76,11 @@ impl OpenAi {
                 include_usage: true,
             }),
         };
-        let builder = self.authorised(self.completions.post(&self.http).json(&body));
+        let builder = self.authorised(super::with_json(
+            self.completions.post(&self.http),
+            &body,
+            super::json_size_hint(&request.messages),
+        ));
         let mut response = send(builder, self.idle).await?;
 
         // Some servers answer a streamed request with plain JSON; read whatever came.
@@ -113,7 +117,11 @@ pub(crate) async fn read_body(
     idle: Duration,
 ) -> Result<Vec<u8>, LlmError> {
     const MAX_BODY: usize = 32 * 1024 * 1024;
-    let mut body = Vec::new();
+    let expected = response
+        .content_length()
+        .unwrap_or(0)
+        .min(MAX_BODY as u64 + 1);
+    let mut body = Vec::with_capacity(expected as usize);
     while let Some(chunk) = next_chunk(response, idle).await? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_BODY {

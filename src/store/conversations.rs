@@ -196,7 +196,7 @@ pub fn messages(conn: &Connection, conversation_id: &str) -> StoreResult<Vec<Mes
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryMessage {
     pub from_assistant: bool,
-    pub content: String,
+    pub content: std::sync::Arc<str>,
     pub content_tokens: u64,
 }
 
@@ -225,7 +225,7 @@ pub fn recent_window(
         }
         picked.push_front(HistoryMessage {
             from_assistant: row.get(0).map_err(db_err)?,
-            content: row.get(1).map_err(db_err)?,
+            content: row.get::<_, String>(1).map_err(db_err)?.into(),
             content_tokens,
         });
     }
