@@ -592,7 +592,19 @@ pub async fn complete_turn(
     let model = request.model.clone();
     let provider = state.providers.provider_name(&model);
     let started = Instant::now();
-    let outcome = state.providers.complete(request, deltas).await;
+    // An empty answer is no reply: kept, it would go back to the provider in
+    // every later prompt, and some providers refuse an empty message outright.
+    let outcome = state
+        .providers
+        .complete(request, deltas)
+        .await
+        .and_then(|reply| {
+            if reply.text.trim().is_empty() {
+                Err(LlmError::upstream(None, "the model answered with no text"))
+            } else {
+                Ok(reply)
+            }
+        });
     state
         .metrics
         .llm_duration
@@ -856,6 +868,10 @@ async fn apply_reply_files(
     let outcome = crate::blocking::run(move || -> anyhow::Result<Option<(ArtifactInfo, Vec<WorkspaceFile>)>> {
         let mut staging = Staging::new(&data_dir, limits);
         let known: HashMap<&str, &str> = current.iter().map(|f| (f.path.as_str(), f.sha256.as_str())).collect();
+        let sizes: HashMap<&str, u64> = current.iter().map(|f| (f.path.as_str(), f.size)).collect();
+        // Files that would take the workspace over its limit are left out, as
+        // files over the per-file limit are: the reply stands either way.
+        let mut total: u64 = sizes.values().sum();
         let mut accepted: Vec<String> = Vec::new();
         for block in &blocks {
             let Ok(path) = workspace::safe_relative_path(&block.path) else {
@@ -874,8 +890,16 @@ async fn apply_reply_files(
                 tracing::warn!(path = %path, "a reply proposed a file where a folder is, or inside a file; skipped");
                 continue;
             }
+            let after = total - sizes.get(path.as_str()).copied().unwrap_or(0) + block.content.len() as u64;
+            if after > limits.max_workspace_bytes {
+                tracing::warn!(path = %path, "a file proposed by a reply would take the workspace over its limit; skipped");
+                continue;
+            }
             match staging.add_bytes(&path, block.content.as_bytes()) {
-                Ok(()) => accepted.push(path),
+                Ok(()) => {
+                    total = after;
+                    accepted.push(path);
+                }
                 Err(err) => tracing::warn!(path = %path, error = %err, "a file proposed by a reply was not written"),
             }
         }

@@ -2,6 +2,7 @@
 
 use poem::http::StatusCode;
 use poem::web::Data;
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -223,7 +224,10 @@ impl AccountsApi {
         auth: BearerAuth,
         state: Data<&AppState>,
         request: &poem::Request,
+        /// Optional: must be your own id.
+        user_id: Query<Option<i64>>,
     ) -> Result<Json<ValidateResponse>, ApiError> {
+        auth.check_user_id(user_id.0)?;
         let token = request
             .header("Authorization")
             .and_then(|h| h.get(7..))

@@ -1,6 +1,7 @@
 //! `/categories`, `/models` and `/select`.
 
 use poem::web::Data;
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
@@ -102,9 +103,12 @@ impl AgentsApi {
     #[oai(path = "/categories", method = "get", operation_id = "categories")]
     async fn categories(
         &self,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         state: Data<&AppState>,
+        /// Optional: must be your own id.
+        user_id: Query<Option<i64>>,
     ) -> Result<Json<CategoriesResponse>, ApiError> {
+        auth.check_user_id(user_id.0)?;
         let categories = state
             .catalog
             .categories
@@ -123,9 +127,12 @@ impl AgentsApi {
     #[oai(path = "/models", method = "get", operation_id = "models")]
     async fn models(
         &self,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         state: Data<&AppState>,
+        /// Optional: must be your own id.
+        user_id: Query<Option<i64>>,
     ) -> Result<Json<ModelsResponse>, ApiError> {
+        auth.check_user_id(user_id.0)?;
         Ok(Json(ModelsResponse {
             models: state.providers.models.clone(),
             default_model: state.providers.default_model.clone(),

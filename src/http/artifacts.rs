@@ -97,7 +97,10 @@ impl ArtifactsApi {
         zip_id: Query<Option<String>>,
         /// `1` (or `true`) deletes the artifact once it has been sent completely.
         disposable: Query<Option<String>>,
+        /// Optional: must be your own id.
+        user_id: Query<Option<i64>>,
     ) -> Result<DownloadResponse, ApiError> {
+        auth.check_user_id(user_id.0)?;
         let zip_id = zip_id
             .0
             .map(|z| z.trim().to_owned())

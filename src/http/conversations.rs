@@ -115,6 +115,8 @@ pub struct ChatResponse {
 
 #[derive(Debug, Object)]
 pub struct EndRequest {
+    /// Optional: must be your own id.
+    pub user_id: Option<i64>,
     pub conversation_id: String,
 }
 
@@ -605,10 +607,16 @@ impl ConversationsApi {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
+        let Some(category) = named("category") else {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "The field category is required: the conversation's category, such as test_generation.",
+            ));
+        };
         let ask = Ask {
             conversation_id: conversation_id.clone(),
             message,
-            category: named("category"),
+            category: Some(category),
             model: named("llm_model"),
         };
         let mut ticket = None;
@@ -706,8 +714,8 @@ impl ConversationsApi {
         state: Data<&AppState>,
         body: Json<EndRequest>,
     ) -> Result<Json<EndResponse>, ApiError> {
+        let user_id = auth.check_user_id(body.user_id)?.id;
         let conversation_id = parse_conversation_id(Some(&body.conversation_id))?;
-        let user_id = auth.0.id;
         let id = conversation_id.clone();
         let now = crate::time::now_rfc3339();
         let was_active = owned_conversation(&state, &conversation_id, user_id)
@@ -747,7 +755,10 @@ impl ConversationsApi {
         limit: Query<Option<i64>>,
         /// Only conversations created before this time (RFC 3339); use `next_before`.
         before: Query<Option<String>>,
+        /// Optional: must be your own id.
+        user_id: Query<Option<i64>>,
     ) -> Result<Json<ConversationList>, ApiError> {
+        auth.check_user_id(user_id.0)?;
         let limit = limit.0.unwrap_or(20);
         if !(1..=100).contains(&limit) {
             return Err(ApiError::bad_request(
@@ -811,7 +822,10 @@ impl ConversationsApi {
         auth: BearerAuth,
         state: Data<&AppState>,
         conversation_id: Path<String>,
+        /// Optional: must be your own id.
+        user_id: Query<Option<i64>>,
     ) -> Result<Json<ConversationDetail>, ApiError> {
+        auth.check_user_id(user_id.0)?;
         let id = parse_conversation_id(Some(&conversation_id.0))?;
         let conversation = owned_conversation(&state, &id, auth.0.id).await?;
         let (messages, files, artifacts) = state

@@ -292,10 +292,19 @@ fn describe(err: &poem::Error) -> String {
         };
         ("The request body is not the JSON this route takes", reason)
     } else if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        (
-            "A parameter could not be read",
-            format!("{}: {}", e.name, e.reason),
-        )
+        // The parser names its schema types ("integer_int64"): say what the
+        // parameter takes in words instead.
+        let expected = match e.reason.split('"').nth(1) {
+            Some(kind) if kind.starts_with("integer") => "a whole number",
+            Some(kind) if kind.starts_with("number") => "a number",
+            Some("boolean") => "true or false",
+            _ => "",
+        };
+        return if expected.is_empty() {
+            format!("The parameter {} could not be read.", e.name)
+        } else {
+            format!("The parameter {} must be {expected}.", e.name)
+        };
     } else {
         ("The request is not what this route takes", err.to_string())
     };

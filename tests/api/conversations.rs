@@ -322,6 +322,23 @@ async fn chat_needs_multipart_and_a_message() {
         error_code(app.chat(&account.token, no_message).await, 400).await,
         "bad_request"
     );
+    let no_category = reqwest::multipart::Form::new()
+        .text("conversation_id", id.clone())
+        .text("message", "hi");
+    let response = app.chat(&account.token, no_category).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    assert!(body["message"].as_str().unwrap().contains("category"));
+    let bad_limit = app
+        .get("/conversations?limit=abc", Some(&account.token))
+        .await;
+    assert_eq!(bad_limit.status(), 400);
+    let body: Value = bad_limit.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "The parameter limit must be a whole number."
+    );
     let bad_uuid = app.chat_form("not-a-uuid", "qa_info", "hi");
     assert_eq!(
         error_code(app.chat(&account.token, bad_uuid).await, 400).await,
@@ -542,4 +559,71 @@ async fn the_prompt_from_memory_is_the_prompt_from_the_database() {
     assert_eq!(cold[..warm.len()], warm[..], "same prompt before and after");
     assert_eq!(cold[warm.len()]["content"], "fine");
     assert_eq!(cold[warm.len()]["role"], "assistant");
+}
+
+/// An empty answer is a failed turn: stored, it would go back to the provider
+/// in every later prompt (and some providers refuse an empty message).
+#[tokio::test]
+async fn an_empty_answer_is_a_failed_turn_and_stays_out_of_the_history() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| fake.configure(s)).await;
+    let account = app.account("empty@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    *fake.reply.lock() = " \n ".into();
+    let empty = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "first"),
+        )
+        .await;
+    assert_eq!(error_code(empty, 502).await, "upstream_error");
+    *fake.reply.lock() = "an answer".into();
+    let prompt = turn_prompt(&app, &fake, &account.token, &id, "second").await;
+    assert_eq!(prompt.len(), 2, "system prompt and the new message only");
+    let detail = app.conversation_detail(&account.token, &id).await;
+    let messages = detail["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0]["content"], "first");
+    assert!(messages[0]["error"].as_str().unwrap().contains("no text"));
+    assert_eq!(app.usage(&account.token).await["tokens_used"], 18);
+}
+
+/// A reply's files that would take the workspace over its limit are left
+/// out, as files over the per-file limit are; the reply and the other files
+/// stand.
+#[tokio::test]
+async fn reply_files_over_the_workspace_limit_are_skipped_and_the_reply_stands() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| {
+        fake.configure(s);
+        s.max_workspace_bytes = 1000;
+    })
+    .await;
+    let account = app.account("full@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let upload = app
+        .upload(&account.token, &id, vec![("base.txt", vec![b'b'; 600])])
+        .await;
+    assert_eq!(upload.status(), 200);
+    let big = "x".repeat(700);
+    *fake.reply.lock() =
+        format!("```text path=a.txt\n{big}\n```\n```text path=b.txt\nsmall\n```\n");
+    let response = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "test_generation", "files"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["artifact"]["files_changed"], json!(["b.txt"]));
+    let detail = app.conversation_detail(&account.token, &id).await;
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 2);
+    let paths: Vec<&str> = detail["workspace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["b.txt", "base.txt"]);
 }

@@ -129,6 +129,25 @@ async fn another_user_can_reach_nothing_of_mine() {
         .await
         .unwrap();
     results.push(("upload as the owner".into(), status_of(r).await, 403));
+    let r = app
+        .post_json(
+            "/end_conversation",
+            Some(t),
+            &json!({"user_id": other, "conversation_id": own}),
+        )
+        .await;
+    results.push(("end as the owner".into(), status_of(r).await, 403));
+    for path in [
+        format!("/conversations?user_id={other}"),
+        format!("/conversations/{own}?user_id={other}"),
+        format!("/validate-user?user_id={other}"),
+        format!("/categories?user_id={other}"),
+        format!("/models?user_id={other}"),
+        format!("/api/download?zip_id={zip_id}&user_id={other}"),
+    ] {
+        let r = app.get(&path, Some(t)).await;
+        results.push((format!("GET {path}"), status_of(r).await, 403));
+    }
 
     for (what, got, expected) in &results {
         assert_eq!(got, expected, "{what}");
