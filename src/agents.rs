@@ -39,6 +39,14 @@ pub struct Agent {
     pub default_model: Option<String>,
     #[serde(default)]
     pub default: bool,
+    /// Whether files proposed by its replies are written into the
+    /// workspace; an agent that only answers questions writes none.
+    #[serde(default = "writes_files_by_default")]
+    pub writes_files: bool,
+}
+
+fn writes_files_by_default() -> bool {
+    true
 }
 
 impl Catalog {

@@ -341,6 +341,8 @@ pub struct PreparedTurn {
     prompt_tokens: u64,
     day: String,
     now: chrono::DateTime<chrono::Utc>,
+    /// Whether the agent's replies may write files into the workspace.
+    writes_files: bool,
 }
 
 /// What a turn reads from the database before it may spend: the
@@ -350,6 +352,7 @@ struct Found {
     conversation: Conversation,
     model: String,
     system_prompt: String,
+    writes_files: bool,
     history: Vec<store::conversations::HistoryMessage>,
     manifest: Arc<Vec<WorkspaceFile>>,
 }
@@ -428,6 +431,7 @@ fn find_conversation(
 
     Ok(Ok(Found {
         system_prompt: agent.system_prompt.clone(),
+        writes_files: agent.writes_files,
         conversation: conversation.clone(),
         model,
         history: live::prompt_history(&live.window).cloned().collect(),
@@ -451,6 +455,7 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
         system_prompt,
         history,
         manifest,
+        ..
     } = found;
     let context_budget = u64::from(settings.context_tokens);
     let texts = if manifest.is_empty() {
@@ -522,6 +527,7 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
         .ok_or(TurnError::Refused(Refusal::NotFound))?;
     let found = find_conversation(state, &live, user.id, &ask)?.map_err(TurnError::Refused)?;
     drop(live);
+    let writes_files = found.writes_files;
     let Context {
         conversation,
         model,
@@ -567,6 +573,7 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
         prompt_tokens,
         day,
         now,
+        writes_files,
     })
 }
 
@@ -587,6 +594,7 @@ pub async fn complete_turn(
         prompt_tokens,
         day,
         now,
+        writes_files,
     } = turn;
     let settings = &state.settings;
     let model = request.model.clone();
@@ -703,7 +711,11 @@ pub async fn complete_turn(
     };
 
     // Apply the reply's files and pack the workspace, before any row names them.
-    let blocks = workspace::file_blocks(&reply_text);
+    let blocks = if writes_files {
+        workspace::file_blocks(&reply_text)
+    } else {
+        Vec::new()
+    };
     let artifact = if blocks.is_empty() {
         None
     } else {

@@ -627,3 +627,31 @@ async fn reply_files_over_the_workspace_limit_are_skipped_and_the_reply_stands()
         .collect();
     assert_eq!(paths, vec!["b.txt", "base.txt"]);
 }
+
+/// MagdiSage answers questions and writes no files, whatever its reply holds.
+#[tokio::test]
+async fn an_agent_that_only_answers_writes_no_files() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| fake.configure(s)).await;
+    let account = app.account("sage@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    *fake.reply.lock() = "An example:\n```python path=tests/test_x.py\nassert True\n```\n".into();
+    let response = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "qa_info", "show me a test"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["artifact"].is_null());
+    assert!(
+        answer["reply"]
+            .as_str()
+            .unwrap()
+            .contains("path=tests/test_x.py")
+    );
+    let detail = app.conversation_detail(&account.token, &id).await;
+    assert_eq!(detail["workspace"], json!([]));
+    assert_eq!(detail["artifacts"], json!([]));
+}
