@@ -38,6 +38,7 @@ def make_folder(root, files, folders):
 
 def chat(magdi, token, conversation, model):
     body, content_type = b.multipart({"conversation_id": conversation, "llm_model": model,
+                                      "category": "test_generation",
                                       "message": "Add a file, please."})
     started = time.perf_counter()
     status, answer = b.request("POST", magdi.base + "/chat", body,

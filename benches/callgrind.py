@@ -124,13 +124,17 @@ def main():
             for i in range(first, first + count):
                 body, content_type = b.multipart({
                     "conversation_id": conversations[i % len(conversations)],
+                    "category": "test_generation",
                     "message": "Write one pytest test for add(a, b)."})
                 conn.request("POST", "/chat", body, {**headers, "content-type": content_type})
                 response = conn.getresponse()
                 data = response.read()
                 if response.status != 200:
-                    raise RuntimeError(f"/chat: {response.status} {data[:200]}")
+                    failures.append(f"/chat: {response.status} {data[:200]}")
+                    break
             conn.close()
+
+        failures = []
 
         def run(count):
             # The turn cap is 4 per user by default, so at most 4 clients.
@@ -141,6 +145,8 @@ def main():
                 t.start()
             for t in threads:
                 t.join()
+            if failures:
+                raise RuntimeError(failures[0])
 
         run(40)
         subprocess.run(["callgrind_control", "--zero", str(magdi.proc.pid)], check=True,

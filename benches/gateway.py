@@ -154,6 +154,7 @@ def main():
         warm = magdi.conversations_file(Path(workdir) / "warm.txt", 1)
         token, conversation = Path(warm).read_text().split("\n")[0].split()
         body, content_type = b.multipart({"conversation_id": conversation,
+                                          "category": "test_generation",
                                           "message": "Write one pytest test for add(a, b)."})
         chat_headers = {"authorization": f"Bearer {token}", "content-type": content_type}
         status, answer = b.request("POST", magdi.base + "/chat", body, chat_headers)

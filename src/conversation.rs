@@ -234,16 +234,18 @@ fn message_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Tokens of an agent's system prompt, counted once per prompt text.
-fn system_prompt_tokens(text: &str) -> u64 {
-    static CACHE: std::sync::OnceLock<Mutex<HashMap<String, u64>>> = std::sync::OnceLock::new();
+/// An agent's system prompt as a prompt carries it, with its tokens: made
+/// once per prompt text.
+fn agent_prompt(text: &str) -> (llm::Text, u64) {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<String, (llm::Text, u64)>>> =
+        std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(n) = cache.lock().get(text) {
-        return *n;
+    if let Some(known) = cache.lock().get(text) {
+        return known.clone();
     }
-    let n = tokenizer::count(text);
-    cache.lock().insert(text.to_owned(), n);
-    n
+    let made = (llm::Text::new(text), tokenizer::count(text));
+    cache.lock().insert(text.to_owned(), made.clone());
+    made
 }
 
 /// Workspace files that fit the context budget are inlined; the rest listed.
@@ -474,18 +476,22 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
         workspace::read_text_files(&dir, &manifest, 1024 * 1024, max_total)
     };
     let (workspace_text, workspace_tokens) = describe_workspace(&texts, &manifest, context_budget);
-    let system_tokens = system_prompt_tokens(&system_prompt) + workspace_tokens;
-    let mut system = system_prompt;
-    if !workspace_text.is_empty() {
+    let (agent_text, agent_tokens) = agent_prompt(&system_prompt);
+    let system_tokens = agent_tokens + workspace_tokens;
+    let system = if workspace_text.is_empty() {
+        agent_text
+    } else {
+        let mut system = system_prompt;
         system.push_str("\n\n");
         system.push_str(&workspace_text);
-    }
+        system.into()
+    };
     let message_tokens = tokenizer::count(&message);
     let mut prompt_tokens = system_tokens + message_tokens + tokenizer::PER_MESSAGE_OVERHEAD * 2;
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.push(PromptMessage {
         role: Role::System,
-        content: system.into(),
+        content: system,
     });
     for m in history {
         prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;

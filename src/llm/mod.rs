@@ -30,7 +30,60 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PromptMessage {
     pub role: Role,
-    pub content: Arc<str>,
+    pub content: Text,
+}
+
+/// A prompt's text together with its form as a JSON string, made once: a
+/// conversation's history and an agent's system prompt go into every turn's
+/// request, and escaping them anew each time was a tenth of a turn's work.
+#[derive(Debug, Clone)]
+pub struct Text {
+    text: Arc<str>,
+    json: Arc<serde_json::value::RawValue>,
+}
+
+impl Text {
+    pub fn new(text: impl Into<Arc<str>>) -> Self {
+        let text = text.into();
+        let json = serde_json::value::to_raw_value(&*text)
+            .expect("a string always serialises")
+            .into();
+        Self { text, json }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Text {}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
 }
 
 /// A request body as JSON, written into a buffer sized up front from
@@ -362,5 +415,26 @@ pub(crate) fn send_in_pieces(text: &str, deltas: &DeltaSink) {
     }
     if !piece.is_empty() {
         let _ = sink.send(piece);
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::{PromptMessage, Role, Text};
+
+    #[test]
+    fn a_text_serialises_as_the_json_string_of_its_text() {
+        let raw = "quotes \" backslash \\ newline \n tab \t control \u{1} emoji 🙂";
+        let message = PromptMessage {
+            role: Role::User,
+            content: Text::new(raw),
+        };
+        let json = serde_json::to_string(&message).unwrap();
+        let expected = serde_json::json!({"role": "user", "content": raw});
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            expected
+        );
+        assert_eq!(&*message.content, raw);
     }
 }

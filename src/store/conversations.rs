@@ -196,7 +196,7 @@ pub fn messages(conn: &Connection, conversation_id: &str) -> StoreResult<Vec<Mes
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryMessage {
     pub from_assistant: bool,
-    pub content: std::sync::Arc<str>,
+    pub content: crate::llm::Text,
     pub content_tokens: u64,
 }
 
