@@ -22,26 +22,28 @@ import benchlib as b
 
 # Functions whose inclusive cost and call count tell where a turn goes.
 KEY_FUNCTIONS = [
-    ("tiktoken CoreBPE::encode_ordinary (token counting)", "CoreBPE::encode_ordinary ["),
+    ("token counting (bpe-openai, o200k)", "bpe_openai::Tokenizer::count ["),
     ("sqlite3_step (all statements)", "sqlite3_step ["),
     ("sqlite3Prepare (statements prepared, not cached)", "sqlite3Prepare ["),
     ("markdown::to_html (reply_html)", "markdown::to_html ["),
     ("  ammonia Builder::default (sanitiser built per call)",
      "<ammonia::Builder as core::default::Default>::default ["),
     ("  ammonia Builder::clean", "ammonia::Builder::clean ["),
-    ("conversation::load_context (the turn's one read)", "conversation::load_context ["),
-    ("store::conversations::recent_history", "conversations::recent_history ["),
+    ("http::form::read_form (the multipart form)", "form::read_form::{{closure}} ["),
+    ("conversation::build_prompt", "conversation::build_prompt ["),
+    ("store::conversations::recent_window (on a conversation's first turn)",
+     "conversations::recent_window ["),
     ("store::conversations::append_messages", "conversations::append_messages ["),
     ("accounts::Tokens::check (JWT)", "accounts::Tokens::check ["),
     ("  Hs256Verifier::new (HMAC key set up per call)", "hmac::Hs256Verifier::new ["),
     ("store::users::by_id", "users::by_id ["),
-    ("serde_json (provider body and answers)", "reqwest::async_impl::request::RequestBuilder::json ["),
+    ("llm::with_json (provider request body)", "llm::with_json ["),
     ("store writer batch (one transaction)", "magdi::store::run_batch ["),
     ("store::conversations::owned", "conversations::owned ["),
     ("store::usage::add", "usage::add ["),
     ("store::workspace_files::list", "workspace_files::list ["),
     ("workspace::Staging::new (staging folder per form)", "Staging::new ["),
-    ("conversation::system_prompt_tokens (cache lookup)", "system_prompt_tokens ["),
+    ("conversation::agent_prompt (cache lookup)", "conversation::agent_prompt ["),
     ("glibc malloc", "./malloc/./malloc/malloc.c:malloc ["),
 ]
 
