@@ -727,15 +727,22 @@ pub async fn complete_turn(
     } else {
         // A user deleted while the provider answered took the workspace with
         // them: write nothing for them, and tell a failure from that apart.
-        if !still_owned(state, &conversation_id, user_id).await? {
+        let Some(now_is) = current(state, &conversation_id, user_id).await? else {
             return Err(TurnError::Refused(Refusal::NotFound));
-        }
-        match apply_reply_files(state, &conversation_id, blocks).await {
-            Ok(artifact) => artifact,
-            Err(_) if !still_owned(state, &conversation_id, user_id).await? => {
-                return Err(TurnError::Refused(Refusal::NotFound));
+        };
+        if now_is.is_active() {
+            match apply_reply_files(state, &conversation_id, blocks).await {
+                Ok(artifact) => artifact,
+                Err(_) if current(state, &conversation_id, user_id).await?.is_none() => {
+                    return Err(TurnError::Refused(Refusal::NotFound));
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
+        } else {
+            // Ended while the provider answered: the reply stands, but an
+            // ended conversation's workspace no longer changes.
+            tracing::info!(conversation.id = %conversation_id, "the conversation ended during the turn; the reply's files were not written");
+            None
         }
     };
 
@@ -842,16 +849,20 @@ pub async fn complete_turn(
     })
 }
 
-/// Whether the conversation still exists and is the user's.
-async fn still_owned(state: &AppState, conversation_id: &str, user_id: i64) -> StoreResult<bool> {
+/// The conversation as it is now, if it still exists and is the user's.
+async fn current(
+    state: &AppState,
+    conversation_id: &str,
+    user_id: i64,
+) -> StoreResult<Option<Conversation>> {
     let id = conversation_id.to_owned();
     match state
         .store
         .read(move |conn| store::conversations::owned(conn, &id, user_id))
         .await
     {
-        Ok(_) => Ok(true),
-        Err(StoreError::NotFound) => Ok(false),
+        Ok(conversation) => Ok(Some(conversation)),
+        Err(StoreError::NotFound) => Ok(None),
         Err(err) => Err(err),
     }
 }

@@ -655,3 +655,38 @@ async fn an_agent_that_only_answers_writes_no_files() {
     assert_eq!(detail["workspace"], json!([]));
     assert_eq!(detail["artifacts"], json!([]));
 }
+
+/// A conversation ended while the provider answers keeps the reply, but its
+/// workspace no longer changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conversation_ended_during_a_turn_takes_no_files_from_it() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| fake.configure(s)).await;
+    let account = app.account("ending@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    fake.set(Behaviour::Slow);
+    *fake.reply.lock() = "```python path=late.py\nprint('late')\n```\n".into();
+    let turn = app.chat(
+        &account.token,
+        app.chat_form(&id, "test_generation", "write late.py"),
+    );
+    let end = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        app.post_json(
+            "/end_conversation",
+            Some(&account.token),
+            &json!({"conversation_id": id}),
+        )
+        .await
+    };
+    let (turn, end) = tokio::join!(turn, end);
+    assert_eq!(end.status(), 200);
+    assert_eq!(turn.status(), 200);
+    let answer: Value = turn.json().await.unwrap();
+    assert!(answer["artifact"].is_null());
+    let detail = app.conversation_detail(&account.token, &id).await;
+    assert_eq!(detail["status"], "ended");
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["workspace"], json!([]));
+    assert_eq!(detail["artifacts"], json!([]));
+}
