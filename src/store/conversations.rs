@@ -283,10 +283,18 @@ pub fn append_messages(
         .last()
         .map(|m| m.created_at.clone())
         .unwrap_or_default();
+    // `updated_at` only tells the sweeper that a workspace is in use (its
+    // retention is counted in days), so a busy conversation's row, and its
+    // entry in the `updated_at` index, is rewritten at most once a minute
+    // rather than on every turn.
+    let recently = crate::time::parse(&now)
+        .map(|at| crate::time::rfc3339(at - chrono::Duration::minutes(1)))
+        .unwrap_or_else(|| now.clone());
     conn.prepare_cached(
-        "UPDATE conversations SET updated_at = ?2, title = COALESCE(title, ?3) WHERE id = ?1",
+        "UPDATE conversations SET updated_at = ?2, title = COALESCE(title, ?3)
+         WHERE id = ?1 AND (title IS NULL OR updated_at < ?4)",
     )
-    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title]))
+    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title, recently]))
     .map_err(db_err)?;
     Ok(next_seq)
 }
@@ -297,4 +305,87 @@ pub fn touch(conn: &Connection, conversation_id: &str, now: &str) -> StoreResult
         .and_then(|mut stmt| stmt.execute(params![conversation_id, now]))
         .map_err(db_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: &'static str, content: &str, created_at: &str) -> NewMessage {
+        NewMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            role,
+            content: content.into(),
+            content_tokens: 1,
+            llm_model: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            usage_raw: None,
+            error: None,
+            created_at: created_at.into(),
+        }
+    }
+
+    fn updated_at(conn: &Connection) -> String {
+        conn.query_row("SELECT updated_at FROM conversations", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_busy_conversation_is_marked_touched_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magdi.db");
+        crate::store::migrate_up_to(&path, i32::MAX).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (1, 'a@b.c', 'x', 't')",
+            [],
+        )
+        .unwrap();
+        let start = "2026-12-04T10:00:00.000000Z";
+        insert(
+            &conn,
+            &Conversation {
+                id: "c".into(),
+                user_id: 1,
+                category: "qa_info".into(),
+                assistant_id: "a".into(),
+                agent_name: "A".into(),
+                llm_model: "m".into(),
+                status: "active".into(),
+                title: None,
+                created_at: start.into(),
+                ended_at: None,
+            },
+        )
+        .unwrap();
+
+        let first = "2026-12-04T10:00:10.000000Z";
+        assert_eq!(
+            append_messages(&conn, "c", &[message("user", "hello", first)]).unwrap(),
+            1
+        );
+        assert_eq!(
+            updated_at(&conn),
+            first,
+            "the first message sets the title and the time"
+        );
+        let soon = "2026-12-04T10:00:50.000000Z";
+        assert_eq!(
+            append_messages(&conn, "c", &[message("user", "again", soon)]).unwrap(),
+            2
+        );
+        assert_eq!(
+            updated_at(&conn),
+            first,
+            "within a minute the row is left as it is"
+        );
+        let later = "2026-12-04T10:01:11.000000Z";
+        append_messages(&conn, "c", &[message("user", "later", later)]).unwrap();
+        assert_eq!(updated_at(&conn), later);
+        let title: String = conn
+            .query_row("SELECT title FROM conversations", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(title, "hello");
+    }
 }
