@@ -77,6 +77,16 @@ pub fn owned(conn: &Connection, id: &str, user_id: i64) -> StoreResult<Conversat
     .ok_or(StoreError::NotFound)
 }
 
+/// `NotFound` unless the conversation exists and belongs to `user_id`; reads
+/// nothing else.
+pub fn ensure_owned(conn: &Connection, id: &str, user_id: i64) -> StoreResult<()> {
+    conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1 AND user_id = ?2")
+        .and_then(|mut stmt| stmt.exists(params![id, user_id]))
+        .map_err(db_err)?
+        .then_some(())
+        .ok_or(StoreError::NotFound)
+}
+
 /// Ends a conversation (once); returns it as it is afterwards.
 pub fn end(conn: &Connection, id: &str, user_id: i64, now: &str) -> StoreResult<Conversation> {
     conn.prepare_cached(
