@@ -55,7 +55,8 @@ impl Live {
 /// Drops the oldest messages of `window` (oldest first) until it is what a
 /// prompt may carry: the newest message always, then older ones while their
 /// tokens together stay within `budget`, at most `MAX_HISTORY_MESSAGES`.
-pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) {
+/// Answers the bytes of text dropped.
+pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) -> usize {
     let mut used = 0u64;
     let mut kept = 0usize;
     for message in window.iter().rev() {
@@ -66,7 +67,7 @@ pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) {
         kept += 1;
     }
     let excess = window.len() - kept;
-    window.drain(..excess);
+    window.drain(..excess).map(|m| m.content.len()).sum()
 }
 
 /// The part of a window a prompt carries: it starts with the user's turn, as
@@ -223,19 +224,19 @@ impl LiveConversations {
             inner.remove(id);
             return;
         }
-        let before = live.bytes();
         let live = Arc::make_mut(live);
         live.last_seq += messages.len() as i64;
+        let mut added = 0;
         for message in messages.iter().filter(|m| m.succeeded) {
+            added += message.content.len();
             live.window.push_back(HistoryMessage {
                 from_assistant: message.from_assistant,
                 content: message.content.into(),
                 content_tokens: message.content_tokens,
             });
         }
-        trim_window(&mut live.window, self.budget);
-        let after = live.bytes();
-        inner.bytes = inner.bytes.saturating_sub(before) + after;
+        let dropped = trim_window(&mut live.window, self.budget);
+        inner.bytes = (inner.bytes + added).saturating_sub(dropped);
         if inner.bytes > MAX_BYTES {
             inner.make_room(0);
         }
@@ -413,6 +414,31 @@ mod tests {
         // seq 4 and 5 were someone else's: this turn is not next.
         live.appended("c", 6, &turn("late", "reply"));
         assert!(ready(&live, "c").is_none(), "read again after a gap");
+    }
+
+    #[test]
+    fn the_bytes_kept_are_counted_as_messages_come_and_go() {
+        let live = LiveConversations::new(10);
+        live.created(conversation("a"));
+        live.created(conversation("b"));
+        for n in 0..20 {
+            live.appended("a", 2 * n + 1, &turn("question", "a longer answer"));
+        }
+        live.appended("b", 1, &turn("hi", "hello"));
+        let inner = live.inner.lock();
+        let counted: usize = inner
+            .slots
+            .values()
+            .map(|slot| match slot {
+                Slot::Ready(kept) => kept.bytes(),
+                Slot::Filling { .. } => 0,
+            })
+            .sum();
+        assert_eq!(inner.bytes, counted);
+        let Some(Slot::Ready(a)) = inner.slots.get("a") else {
+            panic!("kept");
+        };
+        assert_eq!(a.window.len(), 3, "3 + 3 + 3 tokens fit a budget of 10");
     }
 
     #[test]
