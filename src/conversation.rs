@@ -91,6 +91,7 @@ async fn reserve(
     state: &AppState,
     user: &User,
     prompt_tokens: u64,
+    new_tokens: u64,
 ) -> Result<
     (
         crate::quota::Reservation,
@@ -119,6 +120,7 @@ async fn reserve(
             &day,
             limit,
             prompt_tokens,
+            new_tokens,
             u64::from(state.settings.max_output_tokens),
         )
         .map_err(TurnError::OverAllowance)?;
@@ -134,7 +136,7 @@ pub async fn admit(state: &AppState, user: &User) -> Result<TurnTicket, TurnErro
         .turns_in_flight
         .enter(user.id)
         .ok_or(TurnError::Busy)?;
-    drop(reserve(state, user, 0).await?);
+    drop(reserve(state, user, 0, 0).await?);
     Ok(ticket)
 }
 
@@ -556,7 +558,7 @@ pub async fn prepare_turn(state: &AppState, input: TurnInput) -> Result<Prepared
     };
 
     // Reserve before calling anyone, so parallel turns cannot overspend.
-    let (reservation, day, now) = reserve(state, &user, prompt_tokens).await?;
+    let (reservation, day, now) = reserve(state, &user, prompt_tokens, message_tokens).await?;
 
     let request = llm::Request {
         model: model.clone(),

@@ -95,17 +95,20 @@ impl Quota {
         }
     }
 
-    /// Reserves `prompt_tokens + max_output` while anything is left of the
-    /// allowance after settled usage and other turns' reservations. Since every
-    /// turn in flight holds its whole expected cost, parallel turns together
-    /// can pass the allowance by at most the last admitted turn. A `limit` of 0
-    /// means unlimited.
+    /// Reserves `prompt_tokens + max_output` while something is left of the
+    /// allowance after settled usage and other turns' reservations, and the
+    /// turn's new text (`new_tokens`, the user's message) fits in it: a huge
+    /// message is refused rather than charged far past the allowance. Since
+    /// every turn in flight holds its whole expected cost, parallel turns
+    /// together pass the allowance by at most the last admitted turn. A
+    /// `limit` of 0 means unlimited.
     pub fn reserve(
         self: &Arc<Self>,
         user_id: i64,
         day: &str,
         limit: u64,
         prompt_tokens: u64,
+        new_tokens: u64,
         max_output: u64,
     ) -> Result<Reservation, OverAllowance> {
         let amount = prompt_tokens.saturating_add(max_output);
@@ -120,7 +123,7 @@ impl Quota {
         }
         if limit > 0 {
             let committed = account.settled.saturating_add(account.reserved);
-            if committed >= limit {
+            if committed >= limit || committed.saturating_add(new_tokens) > limit {
                 return Err(OverAllowance {
                     limit,
                     used: account.settled,
@@ -190,13 +193,19 @@ mod tests {
     fn parallel_reservations_stop_at_the_allowance() {
         let quota = Arc::new(Quota::default());
         quota.seed(1, "2026-12-04", 0);
-        let first = quota.reserve(1, "2026-12-04", 100, 10, 20).expect("fits");
-        let second = quota.reserve(1, "2026-12-04", 100, 10, 20).expect("fits");
-        let third = quota.reserve(1, "2026-12-04", 100, 10, 20).expect("fits");
+        let first = quota
+            .reserve(1, "2026-12-04", 100, 10, 0, 20)
+            .expect("fits");
+        let second = quota
+            .reserve(1, "2026-12-04", 100, 10, 0, 20)
+            .expect("fits");
+        let third = quota
+            .reserve(1, "2026-12-04", 100, 10, 0, 20)
+            .expect("fits");
         let fourth = quota
-            .reserve(1, "2026-12-04", 100, 10, 20)
+            .reserve(1, "2026-12-04", 100, 10, 0, 20)
             .expect("90 of 100 leaves room");
-        assert!(quota.reserve(1, "2026-12-04", 100, 10, 20).is_err());
+        assert!(quota.reserve(1, "2026-12-04", 100, 10, 0, 20).is_err());
         drop(third);
         drop(fourth);
         first.settle(25);
@@ -205,11 +214,28 @@ mod tests {
     }
 
     #[test]
+    fn a_message_larger_than_what_is_left_is_refused() {
+        let quota = Arc::new(Quota::default());
+        quota.seed(1, "2026-12-04", 900);
+        assert!(quota.reserve(1, "2026-12-04", 1000, 300, 101, 500).is_err());
+        let fits = quota
+            .reserve(1, "2026-12-04", 1000, 300, 100, 500)
+            .expect("100 of 100 left");
+        drop(fits);
+        assert!(
+            quota
+                .reserve(1, "2026-12-04", 1000, 120_300, 120_000, 500)
+                .is_err()
+        );
+        assert_eq!(quota.snapshot(1, "2026-12-04"), Some((900, 0)));
+    }
+
+    #[test]
     fn a_new_day_starts_from_zero() {
         let quota = Arc::new(Quota::default());
         quota.seed(1, "2026-12-04", 100);
-        assert!(quota.reserve(1, "2026-12-04", 100, 1, 1).is_err());
-        assert!(quota.reserve(1, "2026-12-05", 100, 1, 1).is_ok());
+        assert!(quota.reserve(1, "2026-12-04", 100, 1, 0, 1).is_err());
+        assert!(quota.reserve(1, "2026-12-05", 100, 1, 0, 1).is_ok());
     }
 
     #[test]

@@ -281,3 +281,33 @@ async fn a_refused_turn_keeps_none_of_its_files() {
     let stored = crate::support::files_under(&app.data().join("workspaces"));
     assert!(stored.is_empty(), "{stored:?}");
 }
+
+/// A message larger than what is left of the allowance is refused before the
+/// provider is called, rather than charged far past the allowance.
+#[tokio::test]
+async fn a_message_larger_than_the_allowance_left_is_refused() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| {
+        fake.configure(s);
+        s.daily_token_limit = 1000;
+    })
+    .await;
+    let account = app.account("huge@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let huge = "word ".repeat(5000);
+    let refused = app
+        .chat(&account.token, app.chat_form(&id, "qa_info", &huge))
+        .await;
+    assert_eq!(error_code(refused, 429).await, "rate_limited");
+    assert!(
+        fake.received.lock().is_empty(),
+        "the provider was not called"
+    );
+    let detail = app.conversation_detail(&account.token, &id).await;
+    assert_eq!(detail["messages"], serde_json::json!([]));
+    assert_eq!(app.usage(&account.token).await["tokens_used"], 0);
+    let fine = app
+        .chat(&account.token, app.chat_form(&id, "qa_info", "a short one"))
+        .await;
+    assert_eq!(fine.status(), 200);
+}
