@@ -240,3 +240,23 @@ async fn cors_answers_only_the_origins_named() {
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Made-up HTTP methods are counted under one label, so that nobody can grow
+/// the metrics without bound.
+#[tokio::test]
+async fn made_up_methods_share_one_metrics_label() {
+    let app = TestApp::spawn().await;
+    for n in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("M{n:04}").as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url("/version"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(!text.contains("M0001"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+}
