@@ -420,9 +420,24 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             let deleted = store.blocking(move |conn| users::delete(conn, &who))?;
             for id in &deleted.conversation_ids {
                 let dir = crate::workspace::workspace_dir(&args.data_dir, id);
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir)
-                        .with_context(|| format!("removing workspace {}", dir.display()))?;
+                // A running server may still be writing an upload into it
+                // (the upload then fails): try again a few times.
+                let mut attempt = 0;
+                while dir.exists() {
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => break,
+                        Err(_) if attempt < 10 => {
+                            attempt += 1;
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(err) => {
+                            eprintln!(
+                                "magdi: warning: could not remove all of {} ({err}); the server removes what is left at its next sweep",
+                                dir.display()
+                            );
+                            break;
+                        }
+                    }
                 }
             }
             for zip_id in &deleted.zip_ids {

@@ -265,18 +265,28 @@ async fn store_uploads(
     }
     let dir = workspace::workspace_dir(&state.settings.data_dir, conversation_id);
     let current_for_commit = current.clone();
-    let placed = crate::blocking::run(move || staging.commit(&dir, &current_for_commit)).await?;
+    let commit_dir = dir.clone();
+    let placed = crate::blocking::run(move || staging.commit(&commit_dir, &current_for_commit))
+        .await
+        .map_err(ApiError::from);
+    let placed = match placed {
+        Ok(placed) => placed,
+        Err(err) => return Err(unless_deleted(state, conversation_id, &dir, err).await),
+    };
 
     let id = conversation_id.to_owned();
     let rows = placed.clone();
     let now = crate::time::now_rfc3339();
-    state
+    let written = state
         .store
         .write(move |conn| {
             store::workspace_files::upsert(conn, &id, &rows, &now)?;
             store::conversations::touch(conn, &id, &now)
         })
-        .await?;
+        .await;
+    if let Err(err) = written {
+        return Err(unless_deleted(state, conversation_id, &dir, err.into()).await);
+    }
     state.live.forget(conversation_id);
     state.metrics.upload_bytes.inc_by(uploaded_bytes);
 
@@ -286,6 +296,30 @@ async fn store_uploads(
         all.insert(file.path.clone(), file.size);
     }
     Ok((placed, all.len() as u64, all.values().sum()))
+}
+
+/// An upload that failed because its conversation was deleted meanwhile (its
+/// user deleted from the command line) is a 404, and leaves no files behind;
+/// any other failure is answered as it is.
+async fn unless_deleted(
+    state: &AppState,
+    conversation_id: &str,
+    dir: &std::path::Path,
+    err: ApiError,
+) -> ApiError {
+    let id = conversation_id.to_owned();
+    match state
+        .store
+        .read(move |conn| store::conversations::exists(conn, &id))
+        .await
+    {
+        Ok(false) => {
+            let dir = dir.to_owned();
+            crate::blocking::run(move || drop(std::fs::remove_dir_all(dir))).await;
+            ApiError::conversation_not_found()
+        }
+        _ => err,
+    }
 }
 
 /// Replies up to this size are rendered as HTML on the request's own task.

@@ -77,6 +77,13 @@ pub fn owned(conn: &Connection, id: &str, user_id: i64) -> StoreResult<Conversat
     .ok_or(StoreError::NotFound)
 }
 
+/// Whether a conversation exists (whoever's it is).
+pub fn exists(conn: &Connection, id: &str) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")
+        .and_then(|mut stmt| stmt.exists([id]))
+        .map_err(db_err)
+}
+
 /// `NotFound` unless the conversation exists and belongs to `user_id`; reads
 /// nothing else.
 pub fn ensure_owned(conn: &Connection, id: &str, user_id: i64) -> StoreResult<()> {

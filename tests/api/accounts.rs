@@ -454,3 +454,45 @@ async fn a_deleted_users_id_is_never_given_again() {
         .unwrap();
     assert_eq!(mine["email"], "second@example.com");
 }
+
+/// Uploads racing the deletion of their user end in 200, 401 or 404, never in
+/// a server error.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_racing_a_user_deletion_never_fail_with_a_server_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = TestApp::spawn().await;
+    let account = app.account("racing@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let stored = AtomicUsize::new(0);
+    let uploader = |n: usize| {
+        let (app, token, id, stored) = (&app, account.token.clone(), id.clone(), &stored);
+        async move {
+            let mut statuses = Vec::new();
+            for round in 0..60 {
+                let name = format!("f{n}-{round}.txt");
+                let response = app
+                    .upload(&token, &id, vec![(name.as_str(), vec![b'x'; 2048])])
+                    .await;
+                let status = response.status().as_u16();
+                if status == 200 {
+                    stored.fetch_add(1, Ordering::SeqCst);
+                }
+                statuses.push(status);
+            }
+            statuses
+        }
+    };
+    let deleter = async {
+        while stored.load(Ordering::SeqCst) < 10 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        app.delete_user("racing@example.com").await;
+    };
+    let (a, b, c, ()) = tokio::join!(uploader(0), uploader(1), uploader(2), deleter);
+    let all: Vec<u16> = a.iter().chain(&b).chain(&c).copied().collect();
+    for status in &all {
+        assert!([200, 401, 404].contains(status), "{status}");
+    }
+    assert!(all.iter().filter(|s| **s == 200).count() >= 10);
+    assert_eq!(*a.last().unwrap(), 401, "the token died with its user");
+}
