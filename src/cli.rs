@@ -272,6 +272,11 @@ pub enum UserAction {
         #[arg(long)]
         email: String,
     },
+    /// Let a disabled user sign in again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
     /// Delete a user with their conversations, workspaces and artifacts.
     Delete {
         #[arg(long)]
@@ -370,14 +375,35 @@ fn read_password_from_stdin() -> anyhow::Result<crate::config::Secret> {
     Ok(Secret::new(password))
 }
 
+/// A store error about the account `email`, in the words a shell user needs.
+fn for_account(err: crate::store::StoreError, email: &str) -> anyhow::Error {
+    match err {
+        crate::store::StoreError::NotFound => anyhow::anyhow!("there is no account {email}"),
+        crate::store::StoreError::Conflict => anyhow::anyhow!("{email} is already registered"),
+        err => err.into(),
+    }
+}
+
 fn user(args: UserArgs) -> anyhow::Result<()> {
+    // Only `create` may start a new data directory: any other command on a
+    // directory without a database was given the wrong --data-dir.
+    if !matches!(args.action, UserAction::Create { .. }) && !args.data_dir.join("magdi.db").exists()
+    {
+        anyhow::bail!(
+            "there is no Magdi database in {}: pass the --data-dir (or MAGDI_DATA_DIR) that magdi serve uses",
+            args.data_dir.display()
+        );
+    }
     let store = Store::open(&args.data_dir)?;
     match args.action {
         UserAction::Create { email, .. } => {
             let email = crate::accounts::normalise_email(&email).map_err(|e| anyhow::anyhow!(e))?;
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
-            let user = store.blocking(move |conn| users::insert(conn, &email, &hash))?;
+            let who = email.clone();
+            let user = store
+                .blocking(move |conn| users::insert(conn, &who, &hash))
+                .map_err(|err| for_account(err, &email))?;
             println!("created user {} <{}>", user.id, user.email);
         }
         UserAction::List => {
@@ -400,24 +426,39 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
         }
         UserAction::SetLimit { email, tokens } => {
             let who = email.clone();
-            store.blocking(move |conn| users::set_limit(conn, &who, tokens))?;
+            store
+                .blocking(move |conn| users::set_limit(conn, &who, tokens))
+                .map_err(|err| for_account(err, &email))?;
             println!("daily allowance of {email} is now {tokens} tokens");
         }
         UserAction::SetPassword { email, .. } => {
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
             let who = email.clone();
-            store.blocking(move |conn| users::set_password(conn, &who, &hash))?;
+            store
+                .blocking(move |conn| users::set_password(conn, &who, &hash))
+                .map_err(|err| for_account(err, &email))?;
             println!("password of {email} changed");
         }
         UserAction::Disable { email } => {
             let who = email.clone();
-            store.blocking(move |conn| users::disable(conn, &who))?;
+            store
+                .blocking(move |conn| users::disable(conn, &who))
+                .map_err(|err| for_account(err, &email))?;
             println!("{email} can no longer sign in");
+        }
+        UserAction::Enable { email } => {
+            let who = email.clone();
+            store
+                .blocking(move |conn| users::enable(conn, &who))
+                .map_err(|err| for_account(err, &email))?;
+            println!("{email} can sign in again");
         }
         UserAction::Delete { email } => {
             let who = email.clone();
-            let deleted = store.blocking(move |conn| users::delete(conn, &who))?;
+            let deleted = store
+                .blocking(move |conn| users::delete(conn, &who))
+                .map_err(|err| for_account(err, &email))?;
             for id in &deleted.conversation_ids {
                 let dir = crate::workspace::workspace_dir(&args.data_dir, id);
                 // A running server may still be writing an upload into it

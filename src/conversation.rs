@@ -152,11 +152,14 @@ pub struct Ask {
 }
 
 impl Ask {
-    /// Checks the ask against its conversation; answers the model to use.
+    /// Checks the ask against its conversation; answers the model to use: the
+    /// one asked for, else the conversation's, else (when the server no
+    /// longer offers that, after a restart with other settings) the server's
+    /// default, which the answer then names.
     pub fn check<'a>(
         &'a self,
         conversation: &'a Conversation,
-        providers: &llm::Providers,
+        providers: &'a llm::Providers,
     ) -> Result<&'a str, Refusal> {
         if let Some(asked) = &self.category
             && *asked != conversation.category
@@ -172,7 +175,8 @@ impl Ask {
         match &self.model {
             Some(model) if providers.offers(model) => Ok(model),
             Some(_) => Err(Refusal::UnknownModel),
-            None => Ok(&conversation.llm_model),
+            None if providers.offers(&conversation.llm_model) => Ok(&conversation.llm_model),
+            None => Ok(&providers.default_model),
         }
     }
 }

@@ -144,6 +144,16 @@ pub fn disable(conn: &Connection, email: &str) -> StoreResult<()> {
     )
 }
 
+/// Lets a disabled user sign in again.
+pub fn enable(conn: &Connection, email: &str) -> StoreResult<()> {
+    update_by_email(
+        conn,
+        "UPDATE users SET disabled = ?2 WHERE email = ?1",
+        email,
+        &false,
+    )
+}
+
 /// Deletes a user and (by cascade) their rows; returns their conversation ids
 /// so that the caller can remove the workspaces.
 pub fn delete(conn: &Connection, email: &str) -> StoreResult<Deleted> {

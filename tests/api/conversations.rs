@@ -690,3 +690,33 @@ async fn a_conversation_ended_during_a_turn_takes_no_files_from_it() {
     assert_eq!(detail["workspace"], json!([]));
     assert_eq!(detail["artifacts"], json!([]));
 }
+
+/// A conversation whose model the server no longer offers (restarted with
+/// other settings) is answered by the server's default model, and the answer
+/// and the usage name the model that answered.
+#[tokio::test]
+async fn a_model_no_longer_offered_gives_way_to_the_default_and_says_so() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| fake.configure(s)).await;
+    let account = app.account("moved@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let app = app
+        .restart(|s| {
+            s.provider = magdi::config::ProviderKind::Builtin;
+            s.llm_base_url = None;
+            s.models = Vec::new();
+            s.default_model = None;
+        })
+        .await;
+    let response = app
+        .chat(
+            &account.token,
+            app.chat_form(&id, "qa_info", "What is a flaky test?"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["llm_model"], "builtin");
+    let usage = app.usage(&account.token).await;
+    assert_eq!(usage["by_model"][0]["llm_model"], "builtin");
+}

@@ -169,6 +169,24 @@ async fn accounts_are_managed_from_the_command_line() {
             .status(),
         401
     );
+    let enabled = magdi(
+        &[
+            "user",
+            "--data-dir",
+            &dir,
+            "enable",
+            "--email",
+            "ops@example.com",
+        ],
+        None,
+    );
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    assert_eq!(
+        app.login("ops@example.com", "second password")
+            .await
+            .status(),
+        200
+    );
 
     let deleted = magdi(
         &[
@@ -195,6 +213,26 @@ async fn accounts_are_managed_from_the_command_line() {
         None,
     );
     assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("there is no account ops@example.com"),
+        "{}",
+        text(&missing)
+    );
+
+    // Any command but `create` on a directory without a database was given
+    // the wrong --data-dir: it is refused, and nothing is created there.
+    let elsewhere = app.data().join("not-the-data-dir");
+    let wrong = magdi(
+        &["user", "--data-dir", elsewhere.to_str().unwrap(), "list"],
+        None,
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).contains("there is no Magdi database"),
+        "{}",
+        text(&wrong)
+    );
+    assert!(!elsewhere.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
