@@ -88,8 +88,34 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let _only_server = lock_data_dir(&settings.data_dir)?;
     let state = build_state(settings).await?;
     serve(state, listener, shutdown).await
+}
+
+/// Makes sure no other Magdi serves the same data directory: two servers
+/// would each keep their own in-memory state (allowances, conversations in
+/// use) over one database. The lock lasts as long as the returned file is
+/// open, and the system releases it when the process ends, however it ends.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    store::create_data_dir(data_dir)?;
+    let path = data_dir.join("magdi.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Magdi is already serving {}; stop it first, or give this one another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// Serves an already built state (tests use it to reach inside).

@@ -134,6 +134,21 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Creates the data directory if it is missing. It holds password hashes and
+/// everyone's files: a new one is kept to Magdi's own user.
+pub fn create_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    let is_new = !data_dir.exists();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    #[cfg(unix)]
+    if is_new {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", data_dir.display()))?;
+    }
+    Ok(())
+}
+
 /// The newest schema version this binary knows.
 pub fn latest_schema_version() -> i64 {
     embedded::migrations::runner()
@@ -147,17 +162,7 @@ pub fn latest_schema_version() -> i64 {
 impl Store {
     /// Opens (creating if needed) `magdi.db` in `data_dir` and migrates it.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let is_new = !data_dir.exists();
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        // The data directory holds password hashes and everyone's files: keep
-        // it to Magdi's own user.
-        #[cfg(unix)]
-        if is_new {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("restricting {}", data_dir.display()))?;
-        }
+        create_data_dir(data_dir)?;
         let path = data_dir.join("magdi.db");
 
         let mut conn = Connection::open(&path)

@@ -298,3 +298,43 @@ async fn a_server_killed_at_random_moments_loses_nothing_it_confirmed() {
     );
     check_data_dir(&data, &confirmed);
 }
+
+/// A second server on the same data directory refuses to start while the
+/// first runs, and starts once the first is gone (even killed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_data_directory_has_one_server() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path().join("data");
+    let mut first = start(&data, free_port()).await;
+    let second = Command::new(env!("CARGO_BIN_EXE_magdi"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .env("MAGDI_LOG", "warn")
+        .output()
+        .expect("running magdi");
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another Magdi is already serving"), "{said}");
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the first still runs"
+    );
+
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let mut again = start(&data, free_port()).await;
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", again.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}
