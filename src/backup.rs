@@ -32,6 +32,7 @@ pub fn backup(data_dir: &Path, to: &Path, with_files: bool) -> anyhow::Result<()
     let tmp = to.with_extension("partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    crate::store::keep_private(&tmp)?;
     let mut archive = tar::Builder::new(std::io::BufWriter::new(file));
     archive.follow_symlinks(false);
     archive

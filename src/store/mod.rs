@@ -149,6 +149,18 @@ pub fn create_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes a file that holds password hashes (the database, a backup) readable
+/// by Magdi's own user only.
+pub fn keep_private(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The newest schema version this binary knows.
 pub fn latest_schema_version() -> i64 {
     embedded::migrations::runner()
@@ -167,6 +179,12 @@ impl Store {
 
         let mut conn = Connection::open(&path)
             .with_context(|| format!("opening database {}", path.display()))?;
+        // SQLite gives its write-ahead log and index the database file's mode.
+        // An administrator reading someone else's data directory may not be
+        // allowed to change it: that is no reason to stop.
+        if let Err(err) = keep_private(&path) {
+            tracing::warn!(error = %err, "could not make the database private to its owner");
+        }
         apply_pragmas(&conn).context("configuring the database")?;
         let schema_version = migrate(&mut conn)?;
 
@@ -324,6 +342,7 @@ impl Store {
         let conn = self.readers.get().context("taking a database connection")?;
         let mut dest = Connection::open(target)
             .with_context(|| format!("creating backup file {}", target.display()))?;
+        keep_private(target)?;
         let backup =
             rusqlite::backup::Backup::new(&conn, &mut dest).context("starting the backup")?;
         backup

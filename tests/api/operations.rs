@@ -277,6 +277,14 @@ async fn a_backup_taken_under_write_load_restores_every_committed_row() {
     .unwrap();
     assert!(output.status.success(), "{}", text(&output));
     writer.await.unwrap();
+    // The database and its copies hold password hashes: for Magdi's user only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [app.data().join("magdi.db"), backup_file.clone()] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+    }
 
     let restored = tempfile::tempdir().unwrap();
     let restored_dir = restored.path().join("data");
@@ -353,6 +361,11 @@ async fn a_backup_with_files_brings_back_workspaces_and_artifacts() {
         None,
     );
     assert!(output.status.success(), "{}", text(&output));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&archive).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let restored = tempfile::tempdir().unwrap();
     let output = magdi(
         &[
