@@ -353,13 +353,13 @@ pub struct PreparedTurn {
     writes_files: bool,
 }
 
-/// What a turn reads from the database before it may spend: the
-/// conversation, checked against what the client asked, and what its prompt
-/// is built from.
+/// A conversation checked against what the client asked, with what its
+/// prompt is built from.
 struct Found {
     conversation: Conversation,
     model: String,
-    system_prompt: String,
+    /// The agent's system prompt and its tokens (see `agent_prompt`).
+    agent_prompt: (llm::Text, u64),
     writes_files: bool,
     history: Vec<store::conversations::HistoryMessage>,
     manifest: Arc<Vec<WorkspaceFile>>,
@@ -438,7 +438,7 @@ fn find_conversation(
     };
 
     Ok(Ok(Found {
-        system_prompt: agent.system_prompt.clone(),
+        agent_prompt: agent_prompt(&agent.system_prompt),
         writes_files: agent.writes_files,
         conversation: conversation.clone(),
         model,
@@ -460,7 +460,7 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
     let Found {
         conversation,
         model,
-        system_prompt,
+        agent_prompt: (agent_text, agent_tokens),
         history,
         manifest,
         ..
@@ -482,12 +482,11 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
         workspace::read_text_files(&dir, &manifest, 1024 * 1024, max_total)
     };
     let (workspace_text, workspace_tokens) = describe_workspace(&texts, &manifest, context_budget);
-    let (agent_text, agent_tokens) = agent_prompt(&system_prompt);
     let system_tokens = agent_tokens + workspace_tokens;
     let system = if workspace_text.is_empty() {
         agent_text
     } else {
-        let mut system = system_prompt;
+        let mut system = agent_text.to_string();
         system.push_str("\n\n");
         system.push_str(&workspace_text);
         system.into()

@@ -29,6 +29,16 @@ fn magdi(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `magdi user --data-dir DIR ACTION --email EMAIL`, with the password on
+/// standard input when one is given.
+fn user_command(dir: &str, action: &str, email: &str, password: Option<&str>) -> Output {
+    let mut args = vec!["user", "--data-dir", dir, action, "--email", email];
+    if password.is_some() {
+        args.push("--password-stdin");
+    }
+    magdi(&args, password)
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -41,18 +51,7 @@ fn text(output: &Output) -> String {
 async fn accounts_are_managed_from_the_command_line() {
     let app = TestApp::spawn().await;
     let dir = app.data().to_str().unwrap().to_owned();
-    let created = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "create",
-            "--email",
-            "ops@example.com",
-            "--password-stdin",
-        ],
-        Some("first password\n"),
-    );
+    let created = user_command(&dir, "create", "ops@example.com", Some("first password\n"));
     assert!(created.status.success(), "{}", text(&created));
     assert_eq!(
         app.login("ops@example.com", "first password")
@@ -61,18 +60,7 @@ async fn accounts_are_managed_from_the_command_line() {
         200
     );
 
-    let short = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "create",
-            "--email",
-            "x@example.com",
-            "--password-stdin",
-        ],
-        Some("short\n"),
-    );
+    let short = user_command(&dir, "create", "x@example.com", Some("short\n"));
     assert!(!short.status.success());
     assert!(
         text(&short).contains("at least 8 characters"),
@@ -112,16 +100,10 @@ async fn accounts_are_managed_from_the_command_line() {
 
     // A password change signs out the tokens issued before it, even in the
     // same second (no pause here), and a login right after it works.
-    let changed = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "set-password",
-            "--email",
-            "ops@example.com",
-            "--password-stdin",
-        ],
+    let changed = user_command(
+        &dir,
+        "set-password",
+        "ops@example.com",
         Some("second password\n"),
     );
     assert!(changed.status.success(), "{}", text(&changed));
@@ -147,17 +129,7 @@ async fn accounts_are_managed_from_the_command_line() {
         200
     );
 
-    let disabled = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "disable",
-            "--email",
-            "ops@example.com",
-        ],
-        None,
-    );
+    let disabled = user_command(&dir, "disable", "ops@example.com", None);
     assert!(disabled.status.success());
     assert_eq!(
         app.get("/validate-user", Some(&new_token)).await.status(),
@@ -169,17 +141,7 @@ async fn accounts_are_managed_from_the_command_line() {
             .status(),
         401
     );
-    let enabled = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "enable",
-            "--email",
-            "ops@example.com",
-        ],
-        None,
-    );
+    let enabled = user_command(&dir, "enable", "ops@example.com", None);
     assert!(enabled.status.success(), "{}", text(&enabled));
     assert_eq!(
         app.login("ops@example.com", "second password")
@@ -188,30 +150,10 @@ async fn accounts_are_managed_from_the_command_line() {
         200
     );
 
-    let deleted = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "delete",
-            "--email",
-            "ops@example.com",
-        ],
-        None,
-    );
+    let deleted = user_command(&dir, "delete", "ops@example.com", None);
     assert!(deleted.status.success(), "{}", text(&deleted));
     assert_eq!(app.count_rows("users"), 0);
-    let missing = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "delete",
-            "--email",
-            "ops@example.com",
-        ],
-        None,
-    );
+    let missing = user_command(&dir, "delete", "ops@example.com", None);
     assert!(!missing.status.success());
     assert!(
         text(&missing).contains("there is no account ops@example.com"),
@@ -479,17 +421,7 @@ async fn deleting_a_user_from_the_shell_removes_their_workspaces_and_artifacts()
     assert_eq!(zips().len(), 2);
 
     let dir = app.data().to_str().unwrap().to_owned();
-    let deleted = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "delete",
-            "--email",
-            "leaves@example.com",
-        ],
-        None,
-    );
+    let deleted = user_command(&dir, "delete", "leaves@example.com", None);
     assert!(deleted.status.success(), "{}", text(&deleted));
     assert!(
         text(&deleted).contains("1 conversations and 1 artifacts"),
