@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::BearerAuth;
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use crate::accounts::{check_password_rules, normalise_email};
 use crate::config::Secret;
 use crate::state::AppState;
@@ -82,7 +83,7 @@ impl AccountsApi {
     async fn register(
         &self,
         state: Data<&AppState>,
-        body: Json<RegisterRequest>,
+        body: JsonBody<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         let email = normalise_email(&body.email)
             .map_err(|e| ApiError::bad_request("invalid_email", e.message).with_field(e.field))?;
@@ -142,7 +143,7 @@ impl AccountsApi {
         &self,
         state: Data<&AppState>,
         request: &poem::Request,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> Result<Json<LoginResponse>, ApiError> {
         let address = request.remote_addr().as_socket_addr().map(|a| a.ip());
         let email = body.email.trim().to_owned();

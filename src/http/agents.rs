@@ -8,6 +8,7 @@ use poem_openapi::{Object, OpenApi};
 use super::ApiTags;
 use super::auth::BearerAuth;
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use crate::agents;
 use crate::state::AppState;
 use crate::store::users;
@@ -145,7 +146,7 @@ impl AgentsApi {
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
-        body: Json<SelectRequest>,
+        body: JsonBody<SelectRequest>,
     ) -> Result<Json<SelectResponse>, ApiError> {
         let user_id = auth.check_user_id(body.user_id)?.id;
         let category = state

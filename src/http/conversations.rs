@@ -17,6 +17,7 @@ use super::agents::{agent_model, unknown_category};
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::form::{ChatForm, Form, UploadForm};
+use super::json_body::JsonBody;
 use crate::conversation::{
     Ask, Refusal, TurnError, TurnInput, TurnOutcome, admit, complete_turn, prepare_turn,
 };
@@ -518,7 +519,7 @@ impl ConversationsApi {
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
-        body: Json<StartRequest>,
+        body: JsonBody<StartRequest>,
     ) -> Result<Json<StartResponse>, ApiError> {
         let user = auth.check_user_id(body.user_id)?;
         let category = state
@@ -746,7 +747,7 @@ impl ConversationsApi {
         &self,
         auth: BearerAuth,
         state: Data<&AppState>,
-        body: Json<EndRequest>,
+        body: JsonBody<EndRequest>,
     ) -> Result<Json<EndResponse>, ApiError> {
         let user_id = auth.check_user_id(body.user_id)?.id;
         let conversation_id = parse_conversation_id(Some(&body.conversation_id))?;

@@ -8,6 +8,7 @@ mod auth;
 mod conversations;
 pub mod error;
 mod form;
+mod json_body;
 pub mod slow_clients;
 mod system;
 mod ui;

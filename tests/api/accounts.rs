@@ -101,8 +101,8 @@ async fn malformed_and_oversized_bodies_are_json_errors() {
         "The request body is not the JSON this route takes (it breaks off or is malformed at \
          line 1, column 9)."
     );
-    // A body of the wrong shape names no Rust type.
-    for body in ["null", "[1]", "{\"email\": [1]}"] {
+    // A body that is not an object names no Rust type.
+    for body in ["null", "[1]", ""] {
         let response = app
             .client
             .post(app.url("/register"))
@@ -151,6 +151,108 @@ async fn malformed_and_oversized_bodies_are_json_errors() {
         .unwrap();
     assert_eq!(error_code(chunked, 413).await, "payload_too_large");
     assert_eq!(app.count_rows("users"), 0);
+}
+
+/// Posts `body` to `path` and returns the 400's message and field.
+async fn refusal(app: &TestApp, path: &str, token: Option<&str>, body: &Value) -> (String, Value) {
+    let response = app.post_json(path, token, body).await;
+    assert_eq!(response.status(), 400, "{path} {body}");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "bad_request", "{path} {body}: {answer}");
+    (
+        answer["message"].as_str().unwrap().to_owned(),
+        answer["field"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_missing_field_or_a_field_of_the_wrong_type_is_named_in_the_error() {
+    let app = TestApp::spawn().await;
+    let account = app.account("fields@example.com").await;
+    let token = Some(account.token.as_str());
+    let conversation = app.conversation(&account, "qa_info").await;
+    let cases: Vec<(&str, Option<&str>, Value, &str, &str)> = vec![
+        (
+            "/register",
+            None,
+            json!({"email": "a@example.com", "password": PASSWORD}),
+            "The field `confirmPassword` is missing.",
+            "confirmPassword",
+        ),
+        (
+            "/register",
+            None,
+            json!({"password": PASSWORD, "confirmPassword": PASSWORD}),
+            "The field `email` is missing.",
+            "email",
+        ),
+        (
+            "/register",
+            None,
+            json!({"email": "a@example.com", "password": [1], "confirmPassword": PASSWORD}),
+            "The field `password` must be a string.",
+            "password",
+        ),
+        (
+            "/login",
+            None,
+            json!({"email": {"address": "a@example.com"}, "password": PASSWORD}),
+            "The field `email` must be a string.",
+            "email",
+        ),
+        (
+            "/login",
+            None,
+            json!({"email": "a@example.com"}),
+            "The field `password` is missing.",
+            "password",
+        ),
+        (
+            "/select",
+            token,
+            json!({}),
+            "The field `category` is missing.",
+            "category",
+        ),
+        (
+            "/start_conversation",
+            token,
+            json!({"category": "qa_info", "user_id": "me"}),
+            "The field `user_id` must be a whole number.",
+            "user_id",
+        ),
+        (
+            "/start_conversation",
+            token,
+            json!({"category": "qa_info", "llm_model": ["builtin"]}),
+            "The field `llm_model` must be a string.",
+            "llm_model",
+        ),
+        (
+            "/end_conversation",
+            token,
+            json!({"user_id": account.user_id}),
+            "The field `conversation_id` is missing.",
+            "conversation_id",
+        ),
+        (
+            "/end_conversation",
+            token,
+            json!({"conversation_id": conversation, "user_id": 1.5}),
+            "The field `user_id` must be a whole number.",
+            "user_id",
+        ),
+    ];
+    for (path, token, body, message, field) in cases {
+        let (got, got_field) = refusal(&app, path, token, &body).await;
+        assert_eq!(got, message, "{path} {body}");
+        assert_eq!(got_field, field, "{path} {body}");
+    }
+    // Nothing of the refused requests was kept.
+    assert_eq!(app.count_rows("users"), 1);
+    assert_eq!(app.count_rows("conversations"), 1);
+    let detail = app.conversation_detail(&account.token, &conversation).await;
+    assert_eq!(detail["status"], "active");
 }
 
 #[tokio::test]
