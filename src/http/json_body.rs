@@ -1,7 +1,7 @@
-//! JSON request bodies whose errors name the field at fault. The framework's
-//! parser says only that the body does not fit its type; this compares the
-//! body with the fields the route documents to say which one is missing or
-//! of the wrong type.
+//! JSON request bodies, held to the fields their route documents. The
+//! framework's parser takes a number or `true` for a string and, when a body
+//! does not fit, names no field; this compares the body with the documented
+//! fields first and says which one is missing or of the wrong type.
 
 use std::ops::Deref;
 
@@ -47,16 +47,17 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for JsonBody<T> {
         // The content type and the JSON syntax are checked as for any JSON
         // body, with the same errors.
         let Json(value) = Json::<Value>::from_request(request, body, param_opts).await?;
-        match T::parse_from_json(Some(value.clone())) {
-            Ok(parsed) => Ok(Self(parsed)),
-            Err(err) => Err(match misfit::<T>(&value) {
-                Some(named) => named.into(),
-                None => ParseRequestPayloadError {
-                    reason: err.into_message(),
-                }
-                .into(),
-            }),
+        // Checked before parsing: the parser would take a number or `true`
+        // where the route documents a string.
+        if let Some(named) = misfit::<T>(&value) {
+            return Err(named.into());
         }
+        T::parse_from_json(Some(value)).map(Self).map_err(|err| {
+            ParseRequestPayloadError {
+                reason: err.into_message(),
+            }
+            .into()
+        })
     }
 }
 
@@ -175,6 +176,14 @@ mod tests {
             (
                 json!({"name": null, "confirmName": "a"}),
                 "The field `name` must be a string.",
+            ),
+            (
+                json!({"name": 12345678, "confirmName": "a"}),
+                "The field `name` must be a string.",
+            ),
+            (
+                json!({"name": "a", "confirmName": true}),
+                "The field `confirmName` must be a string.",
             ),
             (
                 json!({"name": "a", "confirmName": "a", "age": 1.5}),

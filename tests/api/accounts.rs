@@ -65,7 +65,7 @@ async fn registration_refuses_bad_input_with_a_reason_and_stores_nothing() {
         ),
         (
             json!({"email": PASSWORD, "password": 12, "confirmPassword": PASSWORD}),
-            "invalid_email",
+            "bad_request",
         ),
         (
             json!({"email": "a@example.com", "password": [1], "confirmPassword": PASSWORD}),
@@ -253,6 +253,88 @@ async fn a_missing_field_or_a_field_of_the_wrong_type_is_named_in_the_error() {
     assert_eq!(app.count_rows("conversations"), 1);
     let detail = app.conversation_detail(&account.token, &conversation).await;
     assert_eq!(detail["status"], "active");
+}
+
+#[tokio::test]
+async fn a_number_or_true_where_a_string_is_documented_is_refused() {
+    let app = TestApp::spawn().await;
+    let numeric =
+        json!({"email": "num@example.com", "password": 12345678, "confirmPassword": 12345678});
+    let (message, field) = refusal(&app, "/register", None, &numeric).await;
+    assert_eq!(message, "The field `password` must be a string.");
+    assert_eq!(field, "password");
+    assert_eq!(app.count_rows("users"), 0);
+
+    // An account whose password is the text "12345678" does not sign in with
+    // the number 12345678.
+    assert_eq!(
+        app.register("num@example.com", "12345678", "12345678")
+            .await
+            .status(),
+        201
+    );
+    let login = json!({"email": "num@example.com", "password": 12345678});
+    let (message, _) = refusal(&app, "/login", None, &login).await;
+    assert_eq!(message, "The field `password` must be a string.");
+
+    let account = app.account("strings@example.com").await;
+    let token = Some(account.token.as_str());
+    app.conversation(&account, "qa_info").await;
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/register",
+            json!({"email": 7, "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "email",
+        ),
+        (
+            "/register",
+            json!({"email": "t@example.com", "password": PASSWORD, "confirmPassword": true}),
+            "confirmPassword",
+        ),
+        (
+            "/login",
+            json!({"email": true, "password": PASSWORD}),
+            "email",
+        ),
+        ("/select", json!({"category": 1}), "category"),
+        ("/start_conversation", json!({"category": 1}), "category"),
+        (
+            "/start_conversation",
+            json!({"category": "qa_info", "assistant_id": 7}),
+            "assistant_id",
+        ),
+        (
+            "/start_conversation",
+            json!({"category": "qa_info", "agent_name": false}),
+            "agent_name",
+        ),
+        (
+            "/start_conversation",
+            json!({"category": "qa_info", "llm_model": 4}),
+            "llm_model",
+        ),
+        (
+            "/end_conversation",
+            json!({"conversation_id": 12345}),
+            "conversation_id",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let token = if path == "/register" || path == "/login" {
+            None
+        } else {
+            token
+        };
+        let (message, got_field) = refusal(&app, path, token, &body).await;
+        assert_eq!(
+            message,
+            format!("The field `{field}` must be a string."),
+            "{path} {body}"
+        );
+        assert_eq!(got_field, field, "{path} {body}");
+    }
+    assert_eq!(app.count_rows("users"), 2);
+    assert_eq!(app.count_rows("conversations"), 1);
 }
 
 #[tokio::test]
