@@ -502,9 +502,65 @@ fn with_stream_headers(mut response: Response) -> Response {
 }
 
 fn wants_stream(request: &poem::Request) -> bool {
-    request
-        .header("accept")
-        .is_some_and(|accept| accept.contains("text/event-stream"))
+    let accept = request.headers().get_all("accept");
+    prefers_event_stream(accept.iter().filter_map(|value| value.to_str().ok()))
+}
+
+/// Whether Accept header values ask for Server-Sent Events: `text/event-stream`
+/// named with a q-value above 0 and not below the one that applies to JSON.
+/// Wildcards never opt in: a client that takes anything gets JSON.
+fn prefers_event_stream<'a>(values: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut stream = 0;
+    // The q-value of the most specific range that covers JSON, and how
+    // specific that range is.
+    let mut json = (0, 0);
+    for range in values.into_iter().flat_map(|value| value.split(',')) {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let is = |name: &str| media.eq_ignore_ascii_case(name);
+        let q = parts
+            .filter_map(|parameter| parameter.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1000), |(_, value)| quality(value.trim()));
+        // A range with a malformed q-value counts as not sent.
+        let Some(q) = q else { continue };
+        let specificity = if is("text/event-stream") {
+            stream = stream.max(q);
+            continue;
+        } else if is("application/json") {
+            3
+        } else if is("application/*") {
+            2
+        } else if is("*/*") {
+            1
+        } else {
+            continue;
+        };
+        if specificity > json.0 {
+            json = (specificity, q);
+        } else if specificity == json.0 {
+            json.1 = json.1.max(q);
+        }
+    }
+    stream > 0 && stream >= json.1
+}
+
+/// A q-value in thousandths, written as RFC 9110 has it ("0", "0.5", "1.000");
+/// `None` for anything else.
+fn quality(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = fraction
+        .bytes()
+        .fold(0u16, |n, digit| n * 10 + u16::from(digit - b'0'));
+    let thousandths = digits * 10u16.pow(3 - fraction.len() as u32);
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Conversations")]
@@ -919,5 +975,90 @@ impl ConversationsApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{prefers_event_stream, quality};
+
+    fn streams(accept: &str) -> bool {
+        prefers_event_stream([accept])
+    }
+
+    #[test]
+    fn q_values_are_read_as_rfc_9110_writes_them() {
+        let cases = [
+            ("0", Some(0)),
+            ("0.", Some(0)),
+            ("0.5", Some(500)),
+            ("0.05", Some(50)),
+            ("0.001", Some(1)),
+            ("1", Some(1000)),
+            ("1.000", Some(1000)),
+            ("1.001", None),
+            ("0.0001", None),
+            ("2", None),
+            ("-0", None),
+            ("0.5x", None),
+            ("1e0", None),
+            ("", None),
+            ("nan", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(quality(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn event_stream_named_and_not_refused_streams() {
+        for accept in [
+            "text/event-stream",
+            "TEXT/Event-Stream",
+            "text/event-stream;q=0.1",
+            "text/event-stream; q=1.0",
+            "text/event-stream;charset=utf-8",
+            "application/json, text/event-stream",
+            "text/event-stream, */*;q=0.1",
+            "application/json;q=0.5, text/event-stream",
+            "text/event-stream;q=0.5, */*;q=0.5",
+            "text/event-stream;q=0.8, application/json;q=0.2, */*",
+        ] {
+            assert!(streams(accept), "{accept}");
+        }
+    }
+
+    #[test]
+    fn event_stream_refused_unnamed_or_less_wanted_than_json_answers_json() {
+        for accept in [
+            "",
+            "*/*",
+            "text/*",
+            "application/json",
+            "text/event-stream;q=0",
+            "text/event-stream;Q=0.000",
+            "text/event-stream ; q=0 , application/json",
+            "text/event-stream;q=0, */*",
+            "text/event-stream;q=0.5, application/json",
+            "text/event-stream;q=0.5, */*",
+            "text/event-stream;q=0.5, application/*;q=0.9",
+            "text/event-stream;q=abc",
+            "text/event-stream;q=2",
+            "text/plain-event-stream",
+        ] {
+            assert!(!streams(accept), "{accept}");
+        }
+    }
+
+    #[test]
+    fn every_accept_header_counts() {
+        assert!(prefers_event_stream([
+            "application/json;q=0.5",
+            "text/event-stream"
+        ]));
+        assert!(!prefers_event_stream([
+            "text/event-stream;q=0.5",
+            "application/json"
+        ]));
     }
 }

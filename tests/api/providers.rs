@@ -139,6 +139,56 @@ async fn a_streamed_turn_sends_deltas_then_the_whole_answer() {
     assert_eq!(fake.last_request()["stream_options"]["include_usage"], true);
 }
 
+#[tokio::test]
+async fn an_accept_header_that_refuses_event_streams_gets_json() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("accept@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let cases = [
+        ("text/event-stream;q=0", false),
+        ("text/event-stream; q=0.0, application/json", false),
+        ("text/event-stream;q=0.5, application/json", false),
+        ("text/event-stream;q=0.5", true),
+        ("application/json;q=0.9, text/event-stream", true),
+    ];
+    for (accept, streamed) in cases {
+        let response = app
+            .client
+            .post(app.url("/chat"))
+            .bearer_auth(&account.token)
+            .header("accept", accept)
+            .multipart(app.chat_form(&id, "qa_info", accept))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{accept}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        let answer: Value = if streamed {
+            assert!(content_type.starts_with("text/event-stream"), "{accept}");
+            let events = sse_events(&body);
+            assert_eq!(
+                streamed_text(&events),
+                "Hello from the fake model.",
+                "{accept}"
+            );
+            let (event, data) = events.last().unwrap();
+            assert_eq!(event, "done", "{accept}");
+            serde_json::from_str(data).unwrap()
+        } else {
+            assert!(content_type.starts_with("application/json"), "{accept}");
+            serde_json::from_str(&body).unwrap()
+        };
+        assert_eq!(answer["reply"], "Hello from the fake model.", "{accept}");
+        assert_eq!(answer["usage"]["total_tokens"], 18, "{accept}");
+        assert_eq!(fake.last_request()["stream"], streamed, "{accept}");
+    }
+}
+
 /// A failing, garbled and stalled provider answer 502, 502 and 504; each
 /// turn's message is the behaviour's name.
 async fn failures_are_502_and_504(app: &TestApp, fake: &FakeProvider, token: &str, id: &str) {
