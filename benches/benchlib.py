@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHES = REPO / "benches"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", "/work/target-bench"))
 RELEASE = TARGET / "release"
-MAGDI = RELEASE / "magdi"
+# MAGDI_BENCH_BINARY measures another build of magdi (for example one kept from
+# an earlier commit) against the same harness.
+MAGDI = Path(os.environ.get("MAGDI_BENCH_BINARY", RELEASE / "magdi"))
 FAKE_PROVIDER = RELEASE / "fake-provider"
 BARE_PROXY = RELEASE / "bare-proxy"
 HOST = "127.0.0.1"
