@@ -43,6 +43,22 @@ pub struct Agent {
     /// workspace; an agent that only answers questions writes none.
     #[serde(default = "writes_files_by_default")]
     pub writes_files: bool,
+    /// The system prompt as a prompt carries it, with its tokens: made on
+    /// the agent's first turn (counting needs the tokenizer, loaded then).
+    #[serde(skip)]
+    prompt: std::sync::OnceLock<(crate::llm::Text, u64)>,
+}
+
+impl Agent {
+    /// The system prompt ready for a prompt, and how many tokens it takes.
+    pub fn prompt(&self) -> &(crate::llm::Text, u64) {
+        self.prompt.get_or_init(|| {
+            (
+                crate::llm::Text::new(self.system_prompt.as_str()),
+                crate::llm::tokenizer::count(&self.system_prompt),
+            )
+        })
+    }
 }
 
 fn writes_files_by_default() -> bool {

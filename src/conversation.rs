@@ -240,20 +240,6 @@ fn message_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// An agent's system prompt as a prompt carries it, with its tokens: made
-/// once per prompt text.
-fn agent_prompt(text: &str) -> (llm::Text, u64) {
-    static CACHE: std::sync::OnceLock<Mutex<HashMap<String, (llm::Text, u64)>>> =
-        std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(known) = cache.lock().get(text) {
-        return known.clone();
-    }
-    let made = (llm::Text::new(text), tokenizer::count(text));
-    cache.lock().insert(text.to_owned(), made.clone());
-    made
-}
-
 /// Workspace files that fit the context budget are inlined; the rest listed.
 fn describe_workspace(
     files: &[magdi_testgen::SourceFile],
@@ -358,7 +344,7 @@ pub struct PreparedTurn {
 struct Found {
     conversation: Conversation,
     model: String,
-    /// The agent's system prompt and its tokens (see `agent_prompt`).
+    /// The agent's system prompt and its tokens (see `Agent::prompt`).
     agent_prompt: (llm::Text, u64),
     writes_files: bool,
     history: Vec<store::conversations::HistoryMessage>,
@@ -438,7 +424,7 @@ fn find_conversation(
     };
 
     Ok(Ok(Found {
-        agent_prompt: agent_prompt(&agent.system_prompt),
+        agent_prompt: agent.prompt().clone(),
         writes_files: agent.writes_files,
         conversation: conversation.clone(),
         model,
