@@ -78,6 +78,10 @@ impl CustomizeConnection<Connection, rusqlite::Error> for Pragmas {
     }
 }
 
+/// The database file is read with pread, not mapped: in WAL mode a
+/// connection that sees another's commit drops what it holds of the file, and
+/// a mapping is then unmapped and mapped again, page faults and all, on every
+/// read after a write (about twice the kernel time per turn).
 fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
@@ -85,7 +89,7 @@ fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA mmap_size = 268435456;",
+         PRAGMA mmap_size = 0;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
