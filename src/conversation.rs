@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::live::{self, Appended, Live, Lookup};
+use crate::live::{Appended, Live, Lookup};
 use crate::llm::{self, LlmError, PromptMessage, Role, tokenizer};
 use crate::metrics::{LlmLabels, ModelLabels};
 use crate::quota::{OverAllowance, utc_day};
@@ -347,7 +347,7 @@ struct Found {
     /// The agent's system prompt and its tokens (see `Agent::prompt`).
     agent_prompt: (llm::Text, u64),
     writes_files: bool,
-    history: Vec<store::conversations::HistoryMessage>,
+    history: llm::History,
     manifest: Arc<Vec<WorkspaceFile>>,
 }
 
@@ -355,7 +355,7 @@ struct Found {
 struct Context {
     conversation: Conversation,
     model: String,
-    messages: Vec<PromptMessage>,
+    messages: llm::Messages,
     prompt_tokens: u64,
     message_tokens: u64,
     workspace_texts: Vec<magdi_testgen::SourceFile>,
@@ -375,7 +375,7 @@ fn read_live(
         Err(err) => return Err(err),
     };
     Ok(Some(Live {
-        window: store::conversations::recent_window(conn, id, budget)?,
+        window: Arc::new(store::conversations::recent_window(conn, id, budget)?),
         manifest: Arc::new(store::workspace_files::list(conn, id)?),
         last_seq: store::conversations::last_seq(conn, id)?,
         conversation,
@@ -428,7 +428,7 @@ fn find_conversation(
         writes_files: agent.writes_files,
         conversation: conversation.clone(),
         model,
-        history: live::prompt_history(&live.window).cloned().collect(),
+        history: llm::History::new(Arc::clone(&live.window)),
         manifest: Arc::clone(&live.manifest),
     }))
 }
@@ -479,26 +479,20 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
     };
     let message_tokens = tokenizer::count(&message);
     let mut prompt_tokens = system_tokens + message_tokens + tokenizer::PER_MESSAGE_OVERHEAD * 2;
-    let mut messages = Vec::with_capacity(history.len() + 2);
-    messages.push(PromptMessage {
-        role: Role::System,
-        content: system,
-    });
-    for m in history {
+    for m in history.iter() {
         prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;
-        messages.push(PromptMessage {
-            role: if m.from_assistant {
-                Role::Assistant
-            } else {
-                Role::User
-            },
-            content: m.content,
-        });
     }
-    messages.push(PromptMessage {
-        role: Role::User,
-        content: message.into(),
-    });
+    let messages = llm::Messages {
+        system: Some(PromptMessage {
+            role: Role::System,
+            content: system,
+        }),
+        history,
+        latest: Some(PromptMessage {
+            role: Role::User,
+            content: message.into(),
+        }),
+    };
     Context {
         conversation,
         model,

@@ -35,8 +35,8 @@ pub struct Live {
     /// are added only when they follow it directly.
     pub last_seq: i64,
     /// The newest successful messages whose tokens fit the context budget,
-    /// oldest first (see `trim_window`).
-    pub window: VecDeque<HistoryMessage>,
+    /// oldest first (see `trim_window`); turns share it with their prompts.
+    pub window: Arc<VecDeque<HistoryMessage>>,
     pub manifest: Arc<Vec<WorkspaceFile>>,
 }
 
@@ -70,11 +70,6 @@ pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) -> usize 
     window.drain(..excess).map(|m| m.content.len()).sum()
 }
 
-/// The part of a window a prompt carries: it starts with the user's turn, as
-/// providers expect.
-pub fn prompt_history(window: &VecDeque<HistoryMessage>) -> impl Iterator<Item = &HistoryMessage> {
-    window.iter().skip_while(|m| m.from_assistant)
-}
 
 enum Slot {
     Ready(Arc<Live>),
@@ -201,7 +196,7 @@ impl LiveConversations {
             Arc::new(Live {
                 conversation,
                 last_seq: 0,
-                window: VecDeque::new(),
+                window: Arc::default(),
                 manifest: Arc::default(),
             }),
         );
@@ -224,18 +219,21 @@ impl LiveConversations {
             inner.remove(id);
             return;
         }
+        // Copies nothing unless a turn still holds the conversation or its
+        // window: turns let go of both before their messages are written.
         let live = Arc::make_mut(live);
         live.last_seq += messages.len() as i64;
+        let window = Arc::make_mut(&mut live.window);
         let mut added = 0;
         for message in messages.iter().filter(|m| m.succeeded) {
             added += message.content.len();
-            live.window.push_back(HistoryMessage {
+            window.push_back(HistoryMessage {
                 from_assistant: message.from_assistant,
                 content: message.content.into(),
                 content_tokens: message.content_tokens,
             });
         }
-        let dropped = trim_window(&mut live.window, self.budget);
+        let dropped = trim_window(window, self.budget);
         inner.bytes = (inner.bytes + added).saturating_sub(dropped);
         if inner.bytes > MAX_BYTES {
             inner.make_room(0);
@@ -359,7 +357,8 @@ mod tests {
         let window: VecDeque<_> = [(true, 1), (true, 2), (false, 3), (true, 4)]
             .map(|(a, t)| message(a, t))
             .into();
-        let carried: Vec<u64> = prompt_history(&window).map(|m| m.content_tokens).collect();
+        let history = crate::llm::History::new(Arc::new(window));
+        let carried: Vec<u64> = history.iter().map(|m| m.content_tokens).collect();
         assert_eq!(carried, vec![3, 4]);
     }
 
@@ -455,7 +454,7 @@ mod tests {
         let read = Live {
             conversation: conversation("c"),
             last_seq: 0,
-            window: VecDeque::new(),
+            window: Arc::default(),
             manifest: Arc::default(),
         };
         second.keep(read.clone());

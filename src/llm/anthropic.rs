@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::openai::read_body;
 use super::sse::Parser;
 use super::{
-    DeltaSink, Endpoint, LlmError, PromptMessage, Reply, ReportedUsage, Request, Role, next_chunk,
+    DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, Role, next_chunk,
     send,
 };
 use crate::config::Secret;
@@ -76,9 +76,9 @@ impl Anthropic {
             .messages
             .iter()
             .filter(|m| m.role == Role::System)
-            .map(|m| &*m.content)
+            .map(|m| &**m.content)
             .collect();
-        let messages: Vec<&PromptMessage> = request
+        let messages: Vec<super::MessageRef<'_>> = request
             .messages
             .iter()
             .filter(|m| m.role != Role::System)
@@ -113,7 +113,7 @@ struct MessagesBody<'a> {
     model: &'a str,
     max_tokens: u32,
     system: String,
-    messages: Vec<&'a PromptMessage>,
+    messages: Vec<super::MessageRef<'a>>,
     stream: bool,
 }
 

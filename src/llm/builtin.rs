@@ -23,7 +23,7 @@ fn last_user_message(request: &Request) -> &str {
         .iter()
         .rev()
         .find(|m| m.role == Role::User)
-        .map_or("", |m| &*m.content)
+        .map_or("", |m| m.content)
 }
 
 fn reply_for(request: &Request) -> String {

@@ -104,7 +104,7 @@ pub(crate) fn with_json<T: serde::Serialize>(
 }
 
 /// About how many bytes a prompt takes as JSON (escapes add a little).
-pub(crate) fn json_size_hint(messages: &[PromptMessage]) -> usize {
+pub(crate) fn json_size_hint(messages: &Messages) -> usize {
     let text: usize = messages.iter().map(|m| m.content.len() + 32).sum();
     text + text / 8 + 256
 }
@@ -136,11 +136,87 @@ pub struct OfflineContext {
     pub workspace: Vec<magdi_testgen::SourceFile>,
 }
 
+/// One earlier message of a conversation as a prompt carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryMessage {
+    pub from_assistant: bool,
+    pub content: Text,
+    pub content_tokens: u64,
+}
+
+/// A conversation's recent history as a prompt carries it: the window kept in
+/// memory, shared rather than copied (one reference however long it is; a copy
+/// touched every message's text), from its first user message on.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    window: Arc<std::collections::VecDeque<HistoryMessage>>,
+    skip: usize,
+}
+
+impl History {
+    /// The window's messages from the first one a user sent: providers expect
+    /// a conversation to start with the user.
+    pub fn new(window: Arc<std::collections::VecDeque<HistoryMessage>>) -> Self {
+        let skip = window.iter().take_while(|m| m.from_assistant).count();
+        Self { window, skip }
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &HistoryMessage> + Clone {
+        self.window.iter().skip(self.skip)
+    }
+}
+
+/// A prompt's messages: the system message, the history, the new message.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    pub system: Option<PromptMessage>,
+    pub history: History,
+    pub latest: Option<PromptMessage>,
+}
+
+/// One message of a prompt, borrowed from where it is kept.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct MessageRef<'a> {
+    pub role: Role,
+    pub content: &'a Text,
+}
+
+impl Messages {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = MessageRef<'_>> + Clone {
+        fn own(m: &PromptMessage) -> MessageRef<'_> {
+            MessageRef {
+                role: m.role,
+                content: &m.content,
+            }
+        }
+        let history = self.history.iter().map(|m| MessageRef {
+            role: if m.from_assistant {
+                Role::Assistant
+            } else {
+                Role::User
+            },
+            content: &m.content,
+        });
+        self.system
+            .iter()
+            .map(own)
+            .chain(history)
+            .chain(self.latest.iter().map(own))
+    }
+}
+
+/// Serialised as the JSON array of its messages.
+impl serde::Serialize for Messages {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
 /// A request for one reply.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub model: String,
-    pub messages: Vec<PromptMessage>,
+    pub messages: Messages,
     pub max_tokens: u32,
     pub offline: OfflineContext,
 }
@@ -420,7 +496,9 @@ pub(crate) fn send_in_pieces(text: &str, deltas: &DeltaSink) {
 
 #[cfg(test)]
 mod text_tests {
-    use super::{PromptMessage, Role, Text};
+    use std::sync::Arc;
+
+    use super::{History, HistoryMessage, Messages, PromptMessage, Role, Text};
 
     #[test]
     fn a_text_serialises_as_the_json_string_of_its_text() {
@@ -436,5 +514,41 @@ mod text_tests {
             expected
         );
         assert_eq!(&*message.content, raw);
+    }
+
+    #[test]
+    fn messages_serialise_as_one_array_with_the_history_from_its_first_user_message() {
+        let said = |from_assistant: bool, text: &str| HistoryMessage {
+            from_assistant,
+            content: text.into(),
+            content_tokens: 1,
+        };
+        let window = std::collections::VecDeque::from([
+            said(true, "an answer whose question fell out of the window"),
+            said(false, "first \"question\""),
+            said(true, "first answer"),
+        ]);
+        let messages = Messages {
+            system: Some(PromptMessage {
+                role: Role::System,
+                content: "be brief".into(),
+            }),
+            history: History::new(Arc::new(window)),
+            latest: Some(PromptMessage {
+                role: Role::User,
+                content: "second question".into(),
+            }),
+        };
+        assert_eq!(
+            serde_json::to_value(&messages).unwrap(),
+            serde_json::json!([
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "first \"question\""},
+                {"role": "assistant", "content": "first answer"},
+                {"role": "user", "content": "second question"},
+            ])
+        );
+        let last_user = messages.iter().rev().find(|m| m.role == Role::User);
+        assert_eq!(last_user.map(|m| &**m.content), Some("second question"));
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::sse::Parser;
 use super::{
-    DeltaSink, Endpoint, LlmError, PromptMessage, Reply, ReportedUsage, Request, next_chunk, send,
+    DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, next_chunk, send,
 };
 use crate::config::Secret;
 
@@ -99,7 +99,7 @@ impl OpenAi {
 #[derive(Serialize)]
 struct ChatBody<'a> {
     model: &'a str,
-    messages: &'a [PromptMessage],
+    messages: &'a super::Messages,
     stream: bool,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]

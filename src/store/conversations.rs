@@ -209,13 +209,7 @@ pub fn messages(conn: &Connection, conversation_id: &str) -> StoreResult<Vec<Mes
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
 }
 
-/// One earlier message as a prompt carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryMessage {
-    pub from_assistant: bool,
-    pub content: crate::llm::Text,
-    pub content_tokens: u64,
-}
+pub use crate::llm::HistoryMessage;
 
 /// The most recent successful messages, oldest first, whose tokens add up to
 /// at most `budget` (the newest always), at most 200: the window a prompt's
