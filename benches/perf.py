@@ -22,6 +22,9 @@ def parse_args():
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--per-user", type=int, default=8,
                    help="conversations per user that the turns rotate through")
+    p.add_argument("--callers", metavar="SYMBOL",
+                   help="also record call stacks (DWARF unwinding; slower) and report "
+                        "who calls SYMBOL, e.g. __memmove_avx512_unaligned_erms")
     p.add_argument("--keep", action="store_true",
                    help="keep perf.data (its path is printed) for `perf report -i`")
     return p.parse_args()
@@ -54,7 +57,9 @@ def main():
         b.wrk(magdi.base + "/chat", lua, args.concurrency, 2, env=env)  # warm-up
         data = workdir / "perf.data"
         perf = subprocess.Popen(
-            ["perf", "record", "-q", "-F", "2999", "-g", "-o", str(data),
+            ["perf", "record", "-q", "-F", "2999",
+             *(["--call-graph", "dwarf,16384", "-F", "499"] if args.callers else ["-g"]),
+             "-o", str(data),
              "-p", str(magdi.proc.pid), "--", "sleep", str(args.seconds)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         r = b.wrk(magdi.base + "/chat", lua, args.concurrency, args.seconds, env=env)
@@ -73,6 +78,12 @@ def main():
         lines += ["", "==== by symbol ===="]
         lines += [tidy(l) for l in by_symbol.splitlines()
                   if l and not l.startswith("#")][:args.top]
+        if args.callers:
+            callers = subprocess.run(
+                [*report, "--sort", "symbol", "--symbols", args.callers, "-G",
+                 "--percent-limit", "0.1"], capture_output=True, text=True).stdout
+            lines += ["", f"==== callers of {args.callers} ===="]
+            lines += [tidy(l) for l in callers.splitlines() if l and not l.startswith("#")][:150]
         succeeded = True
     finally:
         procs.stop_all()

@@ -369,6 +369,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 const FALLBACK_CHECKPOINT_PAGES: i64 = 20_000;
 
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, committed: mpsc::SyncSender<()>) {
+    wait_for_requests_to_yield();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -386,6 +387,27 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, committed: mpsc::Syn
     // main file so that the database is one file again.
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %err, "checkpointing the database at shutdown");
+    }
+}
+
+/// Marks the calling thread as batch work: woken by a new write, it does not
+/// preempt the thread serving requests, which goes on until it waits, so the
+/// writes of concurrent turns gather into one transaction instead of each
+/// waking the writer (two thread switches) for a commit of its own.
+fn wait_for_requests_to_yield() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` during the call only; pid 0
+        // is the calling thread.
+        #[allow(unsafe_code)]
+        let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if status != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "the database writer keeps the usual scheduling"
+            );
+        }
     }
 }
 
