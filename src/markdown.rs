@@ -71,17 +71,16 @@ fn highlight(code: &str, language: &str) -> String {
     format!("<pre><code{class}>{}</code></pre>\n", generator.finalize())
 }
 
+fn options() -> Options {
+    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
+}
+
 /// Renders Markdown to sanitised HTML. CPU-bound: call from blocking code for
 /// long texts.
 pub fn to_html(markdown: &str) -> String {
-    let mut options = Options::empty();
-    options.insert(Options::ENABLE_TABLES);
-    options.insert(Options::ENABLE_STRIKETHROUGH);
-    options.insert(Options::ENABLE_TASKLISTS);
-
     let mut events = Vec::new();
     let mut code: Option<(String, String)> = None;
-    for event in Parser::new_ext(markdown, options) {
+    for event in Parser::new_ext(markdown, options()) {
         match (&mut code, event) {
             (None, Event::Start(Tag::CodeBlock(kind))) => {
                 let language = match kind {
@@ -99,9 +98,60 @@ pub fn to_html(markdown: &str) -> String {
             (None, event) => events.push(event),
         }
     }
+    let plain = events.iter().all(is_plain);
     let mut raw = String::with_capacity(markdown.len() * 2);
     html::push_html(&mut raw, events.into_iter());
-    sanitiser().clean(&raw).to_string()
+    if plain {
+        as_sanitised(raw)
+    } else {
+        sanitiser().clean(&raw).to_string()
+    }
+}
+
+/// Whether pulldown-cmark writes this event's HTML itself, from text it
+/// escapes: no markup, link or image of the reply's own, nothing the
+/// sanitiser would remove. Most short replies are made only of these.
+fn is_plain(event: &Event<'_>) -> bool {
+    match event {
+        Event::Text(_) | Event::Code(_) | Event::SoftBreak => true,
+        Event::Start(tag) => match tag {
+            Tag::Paragraph
+            | Tag::BlockQuote(None)
+            | Tag::List(_)
+            | Tag::Item
+            | Tag::Emphasis
+            | Tag::Strong
+            | Tag::Strikethrough => true,
+            Tag::Heading {
+                id, classes, attrs, ..
+            } => id.is_none() && classes.is_empty() && attrs.is_empty(),
+            _ => false,
+        },
+        Event::End(tag) => matches!(
+            tag,
+            TagEnd::Paragraph
+                | TagEnd::BlockQuote(None)
+                | TagEnd::List(_)
+                | TagEnd::Item
+                | TagEnd::Emphasis
+                | TagEnd::Strong
+                | TagEnd::Strikethrough
+                | TagEnd::Heading(_)
+        ),
+        _ => false,
+    }
+}
+
+/// HTML made only of plain events (`is_plain`), written as the sanitiser
+/// writes it back: it leaves such HTML as it is but for how it escapes text
+/// (quotes as themselves, no-break spaces as `&nbsp;`), so both ways give the
+/// same bytes; the sanitiser parses the whole reply into a tree, which a
+/// short reply need not pay for.
+fn as_sanitised(html: String) -> String {
+    if !html.contains("&quot;") && !html.contains('\u{a0}') {
+        return html;
+    }
+    html.replace("&quot;", "\"").replace('\u{a0}', "&nbsp;")
 }
 
 /// The sanitiser's rules, built once.
@@ -123,7 +173,34 @@ fn sanitiser() -> &'static ammonia::Builder<'static> {
 
 #[cfg(test)]
 mod tests {
-    use super::to_html;
+    use super::{is_plain, options, sanitiser, to_html};
+
+    #[test]
+    fn plain_replies_skip_the_sanitiser_and_come_out_as_it_would_write_them() {
+        let replies = [
+            "Hello.",
+            "Use `pytest -k add` to run \"just\" that test & see the <output>.",
+            "# Plan\n\n## Steps\n\n1. *one*\n2. **two**\n   - ~~three~~\n\n> quoted\n> text",
+            "a\u{a0}b 'single' \"double\" &amp; &lt;tag&gt; &#39; &copy;",
+            "line one\nline two\n\n\n- a\n- b\n\n  continued",
+            "Ünïcödé → ✓ 日本語 \u{1F600}",
+            "",
+            "   ",
+        ];
+        for reply in replies {
+            // All but the inline HTML one take the short way.
+            let plain = pulldown_cmark::Parser::new_ext(reply, options()).all(|e| is_plain(&e));
+            assert_eq!(plain, !reply.contains("<output>"), "{reply:?}");
+            let events = pulldown_cmark::Parser::new_ext(reply, options());
+            let mut raw = String::new();
+            pulldown_cmark::html::push_html(&mut raw, events);
+            assert_eq!(
+                to_html(reply),
+                sanitiser().clean(&raw).to_string(),
+                "{reply:?}"
+            );
+        }
+    }
 
     #[test]
     fn scripts_do_not_survive() {
