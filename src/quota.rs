@@ -53,6 +53,18 @@ pub struct OverAllowance {
     pub limit: u64,
     pub used: u64,
     pub reset_at: DateTime<Utc>,
+    pub why: Why,
+}
+
+/// Why a turn does not fit; each asks the user for something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The day's allowance is used: wait for midnight UTC.
+    UsedUp,
+    /// The user's turns in progress hold what is left: wait for them.
+    HeldByTurnsInProgress,
+    /// The message alone is more than what is left: send a shorter one.
+    MessageTooLarge { message_tokens: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -124,10 +136,20 @@ impl Quota {
         if limit > 0 {
             let committed = account.settled.saturating_add(account.reserved);
             if committed >= limit || committed.saturating_add(new_tokens) > limit {
+                let why = if account.settled >= limit {
+                    Why::UsedUp
+                } else if account.settled.saturating_add(new_tokens) > limit {
+                    Why::MessageTooLarge {
+                        message_tokens: new_tokens,
+                    }
+                } else {
+                    Why::HeldByTurnsInProgress
+                };
                 return Err(OverAllowance {
                     limit,
                     used: account.settled,
                     reset_at: reset_at(self.clock.now()),
+                    why,
                 });
             }
         }

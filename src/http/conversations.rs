@@ -22,6 +22,7 @@ use crate::conversation::{
     Ask, Refusal, TurnError, TurnInput, TurnOutcome, admit, complete_turn, prepare_turn,
 };
 use crate::llm::LlmError;
+use crate::quota::Why;
 use crate::state::AppState;
 use crate::store::conversations::Conversation;
 use crate::store::workspace_files::WorkspaceFile;
@@ -356,23 +357,45 @@ async fn chat_response(conversation_id: String, outcome: TurnOutcome) -> ChatRes
     }
 }
 
+/// How long a turn refused because the user's other turns hold the rest of
+/// the allowance is told to wait: a turn usually takes seconds.
+const TURNS_IN_PROGRESS_RETRY_SECONDS: u64 = 5;
+
 fn turn_error(state: &AppState, err: TurnError) -> ApiError {
     match err {
         TurnError::OverAllowance(over) => {
             state.metrics.rate_limited.inc();
             let reset_at = crate::time::rfc3339(over.reset_at);
-            let wait = (over.reset_at - state.quota.clock.now())
+            let until_reset = (over.reset_at - state.quota.clock.now())
                 .num_seconds()
                 .max(1) as u64;
-            let mut err = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "You have used your daily allowance of {} tokens. It renews at midnight UTC, in {}.",
-                    over.limit,
-                    plain_duration(wait)
+            let left = over.limit.saturating_sub(over.used);
+            let (message, wait) = match over.why {
+                Why::UsedUp => (
+                    format!(
+                        "You have used your daily allowance of {} tokens. It renews at midnight UTC, in {}.",
+                        over.limit,
+                        plain_duration(until_reset)
+                    ),
+                    until_reset,
                 ),
-            );
+                Why::MessageTooLarge { message_tokens } => (
+                    format!(
+                        "Your message takes {message_tokens} tokens, more than the {left} left of your daily allowance of {} tokens. Send a shorter one, or wait for the allowance to renew at midnight UTC, in {}.",
+                        over.limit,
+                        plain_duration(until_reset)
+                    ),
+                    until_reset,
+                ),
+                Why::HeldByTurnsInProgress => (
+                    format!(
+                        "Your turns in progress have reserved the {left} tokens left of your daily allowance of {} tokens; try again when they finish.",
+                        over.limit
+                    ),
+                    TURNS_IN_PROGRESS_RETRY_SECONDS,
+                ),
+            };
+            let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
             err.body.limit = Some(over.limit);
             err.body.used = Some(over.used);
             err.body.reset_at = Some(reset_at);

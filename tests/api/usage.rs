@@ -282,6 +282,52 @@ async fn a_refused_turn_keeps_none_of_its_files() {
     assert!(stored.is_empty(), "{stored:?}");
 }
 
+/// A turn refused because the user's other turns in progress hold the rest of
+/// the allowance says so and asks for a short wait, not for midnight: nothing
+/// is used yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_refused_for_turns_in_progress_says_so() {
+    let fake = FakeProvider::start().await;
+    let app = TestApp::spawn_with(|s| {
+        fake.configure(s);
+        s.daily_token_limit = 1000;
+    })
+    .await;
+    let account = app.account("parallel@example.com").await;
+    let (a, b) = (
+        app.conversation(&account, "qa_info").await,
+        app.conversation(&account, "qa_info").await,
+    );
+    fake.set(Behaviour::Slow);
+    let (first, second) = tokio::join!(
+        app.chat(&account.token, app.chat_form(&a, "qa_info", "slow one")),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.chat(&account.token, app.chat_form(&b, "qa_info", "meanwhile"))
+                .await
+        },
+    );
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers()["retry-after"], "5");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["used"], 0, "{body}");
+    assert_eq!(body["limit"], 1000, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("turns in progress"), "{message}");
+    assert!(!message.contains("midnight"), "{message}");
+
+    // Once the first is done, the second goes through.
+    fake.set(Behaviour::Normal);
+    assert_eq!(
+        app.chat(&account.token, app.chat_form(&b, "qa_info", "again"))
+            .await
+            .status(),
+        200
+    );
+}
+
 /// A message larger than what is left of the allowance is refused before the
 /// provider is called, rather than charged far past the allowance.
 #[tokio::test]
@@ -298,7 +344,11 @@ async fn a_message_larger_than_the_allowance_left_is_refused() {
     let refused = app
         .chat(&account.token, app.chat_form(&id, "qa_info", &huge))
         .await;
-    assert_eq!(error_code(refused, 429).await, "rate_limited");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("shorter"), "{message}");
+    assert!(message.contains("1000 left"), "{message}");
     assert!(
         fake.received.lock().is_empty(),
         "the provider was not called"
