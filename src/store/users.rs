@@ -135,10 +135,12 @@ pub fn set_password(conn: &Connection, email: &str, hash: &str) -> StoreResult<(
     update_by_email(conn, sql, email, &now)
 }
 
+/// Stops a user signing in; the tokens issued before stay dead even if the
+/// user is enabled again (a token leaked before the disable is no way back).
 pub fn disable(conn: &Connection, email: &str) -> StoreResult<()> {
     update_by_email(
         conn,
-        "UPDATE users SET disabled = ?2 WHERE email = ?1",
+        "UPDATE users SET disabled = ?2, token_generation = token_generation + 1 WHERE email = ?1",
         email,
         &true,
     )

@@ -149,6 +149,11 @@ async fn accounts_are_managed_from_the_command_line() {
             .status(),
         200
     );
+    // A token from before the disable does not come back with the account.
+    assert_eq!(
+        app.get("/validate-user", Some(&new_token)).await.status(),
+        401
+    );
 
     let deleted = user_command(&dir, "delete", "ops@example.com", None);
     assert!(deleted.status.success(), "{}", text(&deleted));
