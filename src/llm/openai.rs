@@ -61,7 +61,9 @@ impl OpenAi {
                     .collect()
             })
             .unwrap_or_default();
-        models.sort();
+        // In the server's order: its first model is the default one.
+        let mut seen = std::collections::HashSet::new();
+        models.retain(|model| seen.insert(model.clone()));
         Ok(models)
     }
 

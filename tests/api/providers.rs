@@ -322,11 +322,13 @@ async fn models_are_read_from_the_provider_when_not_given() {
         .json()
         .await
         .unwrap();
+    // In the provider's order ("fake-small" first, not sorted): its first
+    // model is the default, as README says.
     assert_eq!(
         body["models"],
-        serde_json::json!(["fake-large", "fake-small", "builtin"])
+        serde_json::json!(["fake-small", "fake-large", "builtin"])
     );
-    assert_eq!(body["default_model"], "fake-large");
+    assert_eq!(body["default_model"], "fake-small");
     // Agents use the provider's model, not the offline one, unless asked.
     let started: Value = app
         .start_conversation(&account, serde_json::json!({"category": "qa_info"}))
@@ -334,7 +336,7 @@ async fn models_are_read_from_the_provider_when_not_given() {
         .json()
         .await
         .unwrap();
-    assert_eq!(started["llm_model"], "fake-large");
+    assert_eq!(started["llm_model"], "fake-small");
 }
 
 #[tokio::test]
