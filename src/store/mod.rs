@@ -81,7 +81,9 @@ impl CustomizeConnection<Connection, rusqlite::Error> for Pragmas {
 /// The database file is read with pread, not mapped: in WAL mode a
 /// connection that sees another's commit drops what it holds of the file, and
 /// a mapping is then unmapped and mapped again, page faults and all, on every
-/// read after a write (about twice the kernel time per turn).
+/// read after a write (about twice the kernel time per turn). Under steady
+/// writes the WAL grows until a checkpoint catches up with it; once it starts
+/// over, a WAL past 16 MiB is cut back to that.
 fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
@@ -89,7 +91,8 @@ fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA mmap_size = 0;",
+         PRAGMA mmap_size = 0;
+         PRAGMA journal_size_limit = 16777216;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
