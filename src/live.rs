@@ -70,7 +70,6 @@ pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) -> usize 
     window.drain(..excess).map(|m| m.content.len()).sum()
 }
 
-
 enum Slot {
     Ready(Arc<Live>),
     /// A fill is reading the database; `spoiled` once a write landed meanwhile.

@@ -608,13 +608,21 @@ impl ConversationsApi {
         let agent = category
             .find_agent(body.assistant_id.as_deref(), body.agent_name.as_deref())
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "unknown_agent",
+                let (id, name) = (body.assistant_id.as_deref(), body.agent_name.as_deref());
+                let each_alone = id.is_some_and(|id| category.find_agent(Some(id), None).is_some())
+                    && name.is_some_and(|name| category.find_agent(None, Some(name)).is_some());
+                let message = if each_alone {
+                    format!(
+                        "The assistant_id and the agent_name name two different agents of the category {}; give one of them, or both of the same agent (see GET /categories).",
+                        category.category
+                    )
+                } else {
                     format!(
                         "That agent is not in the category {}; see GET /categories.",
                         category.category
-                    ),
-                )
+                    )
+                };
+                ApiError::bad_request("unknown_agent", message)
             })?;
         let model = match body
             .llm_model

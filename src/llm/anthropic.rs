@@ -7,10 +7,7 @@ use serde_json::Value;
 
 use super::openai::read_body;
 use super::sse::Parser;
-use super::{
-    DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, Role, next_chunk,
-    send,
-};
+use super::{DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, Role, next_chunk, send};
 use crate::config::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::sse::Parser;
-use super::{
-    DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, next_chunk, send,
-};
+use super::{DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, next_chunk, send};
 use crate::config::Secret;
 
 #[derive(Debug, Clone)]

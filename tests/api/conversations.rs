@@ -122,6 +122,25 @@ async fn a_conversation_with_a_wrong_agent_or_model_is_refused() {
         let response = app.start_conversation(&account, body.clone()).await;
         assert_eq!(error_code(response, 400).await, code, "for {body}");
     }
+    // Two fields that each name an agent of the category, but not the same
+    // one: the error says that, not that the agent is unknown.
+    let mixed = app
+        .start_conversation(
+            &account,
+            json!({"category": "test_generation", "assistant_id": "asst_magdipartner01",
+                   "agent_name": "MagdiCreator"}),
+        )
+        .await;
+    assert_eq!(mixed.status(), 400);
+    let body: Value = mixed.json().await.unwrap();
+    assert_eq!(body["error"], "unknown_agent");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("two different agents"),
+        "{body}"
+    );
     assert_eq!(app.count_rows("conversations"), 0);
 }
 
