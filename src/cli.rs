@@ -257,7 +257,9 @@ pub enum UserAction {
     SetLimit {
         #[arg(long)]
         email: String,
-        #[arg(long)]
+        /// A whole number of tokens, 0 for no limit. (A negative number is
+        /// read as a value, so that it is refused as one.)
+        #[arg(long, allow_hyphen_values = true)]
         tokens: u64,
     },
     /// Set a user's password, read from standard input.
@@ -414,9 +416,11 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
                 "id", "email", "limit", "used today"
             );
             for row in rows {
-                let limit = row
-                    .daily_token_limit
-                    .map_or("default".to_owned(), |l| l.to_string());
+                let limit = match row.daily_token_limit {
+                    None => "default".to_owned(),
+                    Some(0) => "unlimited".to_owned(),
+                    Some(limit) => limit.to_string(),
+                };
                 let status = if row.disabled { "disabled" } else { "active" };
                 println!(
                     "{:>6}  {:<40}  {:>12}  {:>12}  {}",
@@ -429,7 +433,11 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             store
                 .blocking(move |conn| users::set_limit(conn, &who, tokens))
                 .map_err(|err| for_account(err, &email))?;
-            println!("daily allowance of {email} is now {tokens} tokens");
+            if tokens == 0 {
+                println!("daily allowance of {email} is now unlimited");
+            } else {
+                println!("daily allowance of {email} is now {tokens} tokens");
+            }
         }
         UserAction::SetPassword { email, .. } => {
             let password = read_password_from_stdin()?;

@@ -97,6 +97,40 @@ async fn accounts_are_managed_from_the_command_line() {
         "{}",
         text(&listed)
     );
+    // 0 is no limit, and says so; a negative number is refused as a value.
+    let set_limit = |tokens: &str| {
+        magdi(
+            &[
+                "user",
+                "--data-dir",
+                &dir,
+                "set-limit",
+                "--email",
+                "ops@example.com",
+                "--tokens",
+                tokens,
+            ],
+            None,
+        )
+    };
+    let unlimited = set_limit("0");
+    assert!(unlimited.status.success(), "{}", text(&unlimited));
+    assert!(
+        text(&unlimited).contains("is now unlimited"),
+        "{}",
+        text(&unlimited)
+    );
+    let listed = magdi(&["user", "--data-dir", &dir, "list"], None);
+    assert!(text(&listed).contains("unlimited"), "{}", text(&listed));
+    let negative = set_limit("-5");
+    assert!(!negative.status.success());
+    assert!(
+        text(&negative).contains("invalid value '-5'"),
+        "{}",
+        text(&negative)
+    );
+    let limit = set_limit("777");
+    assert!(limit.status.success(), "{}", text(&limit));
 
     // A password change signs out the tokens issued before it, even in the
     // same second (no pause here), and a login right after it works.
