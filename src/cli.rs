@@ -377,13 +377,21 @@ fn read_password_from_stdin() -> anyhow::Result<crate::config::Secret> {
     Ok(Secret::new(password))
 }
 
-/// A store error about the account `email`, in the words a shell user needs.
-fn for_account(err: crate::store::StoreError, email: &str) -> anyhow::Error {
-    match err {
-        crate::store::StoreError::NotFound => anyhow::anyhow!("there is no account {email}"),
-        crate::store::StoreError::Conflict => anyhow::anyhow!("{email} is already registered"),
-        err => err.into(),
-    }
+/// Runs `change` on the account `email` through the database writer; a
+/// missing or already taken account is said in the words a shell user needs.
+fn change_account<T: Send + 'static>(
+    store: &Store,
+    email: &str,
+    change: impl FnOnce(&rusqlite::Connection, &str) -> crate::store::StoreResult<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let who = email.to_owned();
+    store
+        .blocking(move |conn| change(conn, &who))
+        .map_err(|err| match err {
+            crate::store::StoreError::NotFound => anyhow::anyhow!("there is no account {email}"),
+            crate::store::StoreError::Conflict => anyhow::anyhow!("{email} is already registered"),
+            err => err.into(),
+        })
 }
 
 fn user(args: UserArgs) -> anyhow::Result<()> {
@@ -402,10 +410,9 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             let email = crate::accounts::normalise_email(&email).map_err(|e| anyhow::anyhow!(e))?;
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
-            let who = email.clone();
-            let user = store
-                .blocking(move |conn| users::insert(conn, &who, &hash))
-                .map_err(|err| for_account(err, &email))?;
+            let user = change_account(&store, &email, move |conn, email| {
+                users::insert(conn, email, &hash)
+            })?;
             println!("created user {} <{}>", user.id, user.email);
         }
         UserAction::List => {
@@ -429,10 +436,9 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             }
         }
         UserAction::SetLimit { email, tokens } => {
-            let who = email.clone();
-            store
-                .blocking(move |conn| users::set_limit(conn, &who, tokens))
-                .map_err(|err| for_account(err, &email))?;
+            change_account(&store, &email, move |conn, email| {
+                users::set_limit(conn, email, tokens)
+            })?;
             if tokens == 0 {
                 println!("daily allowance of {email} is now unlimited");
             } else {
@@ -442,31 +448,21 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
         UserAction::SetPassword { email, .. } => {
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
-            let who = email.clone();
-            store
-                .blocking(move |conn| users::set_password(conn, &who, &hash))
-                .map_err(|err| for_account(err, &email))?;
+            change_account(&store, &email, move |conn, email| {
+                users::set_password(conn, email, &hash)
+            })?;
             println!("password of {email} changed");
         }
         UserAction::Disable { email } => {
-            let who = email.clone();
-            store
-                .blocking(move |conn| users::disable(conn, &who))
-                .map_err(|err| for_account(err, &email))?;
+            change_account(&store, &email, users::disable)?;
             println!("{email} can no longer sign in");
         }
         UserAction::Enable { email } => {
-            let who = email.clone();
-            store
-                .blocking(move |conn| users::enable(conn, &who))
-                .map_err(|err| for_account(err, &email))?;
+            change_account(&store, &email, users::enable)?;
             println!("{email} can sign in again");
         }
         UserAction::Delete { email } => {
-            let who = email.clone();
-            let deleted = store
-                .blocking(move |conn| users::delete(conn, &who))
-                .map_err(|err| for_account(err, &email))?;
+            let deleted = change_account(&store, &email, users::delete)?;
             for id in &deleted.conversation_ids {
                 let dir = crate::workspace::workspace_dir(&args.data_dir, id);
                 // A running server may still be writing an upload into it

@@ -483,15 +483,15 @@ fn build_prompt(state: &AppState, found: Found, message: String) -> Context {
         prompt_tokens += m.content_tokens + tokenizer::PER_MESSAGE_OVERHEAD;
     }
     let messages = llm::Messages {
-        system: Some(PromptMessage {
+        system: PromptMessage {
             role: Role::System,
             content: system,
-        }),
+        },
         history,
-        latest: Some(PromptMessage {
+        latest: PromptMessage {
             role: Role::User,
             content: message.into(),
-        }),
+        },
     };
     Context {
         conversation,

@@ -147,7 +147,7 @@ pub struct HistoryMessage {
 /// A conversation's recent history as a prompt carries it: the window kept in
 /// memory, shared rather than copied (one reference however long it is; a copy
 /// touched every message's text), from its first user message on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct History {
     window: Arc<std::collections::VecDeque<HistoryMessage>>,
     skip: usize,
@@ -167,11 +167,11 @@ impl History {
 }
 
 /// A prompt's messages: the system message, the history, the new message.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Messages {
-    pub system: Option<PromptMessage>,
+    pub system: PromptMessage,
     pub history: History,
-    pub latest: Option<PromptMessage>,
+    pub latest: PromptMessage,
 }
 
 /// One message of a prompt, borrowed from where it is kept.
@@ -197,11 +197,9 @@ impl Messages {
             },
             content: &m.content,
         });
-        self.system
-            .iter()
-            .map(own)
+        std::iter::once(own(&self.system))
             .chain(history)
-            .chain(self.latest.iter().map(own))
+            .chain(std::iter::once(own(&self.latest)))
     }
 }
 
@@ -529,15 +527,15 @@ mod text_tests {
             said(true, "first answer"),
         ]);
         let messages = Messages {
-            system: Some(PromptMessage {
+            system: PromptMessage {
                 role: Role::System,
                 content: "be brief".into(),
-            }),
+            },
             history: History::new(Arc::new(window)),
-            latest: Some(PromptMessage {
+            latest: PromptMessage {
                 role: Role::User,
                 content: "second question".into(),
-            }),
+            },
         };
         assert_eq!(
             serde_json::to_value(&messages).unwrap(),
