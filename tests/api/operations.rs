@@ -68,19 +68,22 @@ async fn accounts_are_managed_from_the_command_line() {
         text(&short)
     );
 
-    let limit = magdi(
-        &[
-            "user",
-            "--data-dir",
-            &dir,
-            "set-limit",
-            "--email",
-            "ops@example.com",
-            "--tokens",
-            "777",
-        ],
-        None,
-    );
+    let set_limit = |tokens: &str| {
+        magdi(
+            &[
+                "user",
+                "--data-dir",
+                &dir,
+                "set-limit",
+                "--email",
+                "ops@example.com",
+                "--tokens",
+                tokens,
+            ],
+            None,
+        )
+    };
+    let limit = set_limit("777");
     assert!(limit.status.success(), "{}", text(&limit));
     let login: Value = app
         .login("ops@example.com", "first password")
@@ -98,21 +101,6 @@ async fn accounts_are_managed_from_the_command_line() {
         text(&listed)
     );
     // 0 is no limit, and says so; a negative number is refused as a value.
-    let set_limit = |tokens: &str| {
-        magdi(
-            &[
-                "user",
-                "--data-dir",
-                &dir,
-                "set-limit",
-                "--email",
-                "ops@example.com",
-                "--tokens",
-                tokens,
-            ],
-            None,
-        )
-    };
     let unlimited = set_limit("0");
     assert!(unlimited.status.success(), "{}", text(&unlimited));
     assert!(
