@@ -57,8 +57,10 @@ def main():
         b.wrk(magdi.base + "/chat", lua, args.concurrency, 2, env=env)  # warm-up
         data = workdir / "perf.data"
         perf = subprocess.Popen(
-            ["perf", "record", "-q", "-F", "2999",
-             *(["--call-graph", "dwarf,16384", "-F", "499"] if args.callers else ["-g"]),
+            # DWARF stacks copy 16 KiB per sample: sample less often then.
+            ["perf", "record", "-q",
+             *(["-F", "499", "--call-graph", "dwarf,16384"] if args.callers
+               else ["-F", "2999", "-g"]),
              "-o", str(data),
              "-p", str(magdi.proc.pid), "--", "sleep", str(args.seconds)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
