@@ -80,16 +80,25 @@ pub fn openapi_document(yaml: bool) -> String {
     }
 }
 
+/// Swagger UI. Its page carries the whole UI script inline (1.6 MB), so it is
+/// made for each visit instead of being held for the server's whole life.
+fn docs() -> impl Endpoint {
+    let service = service();
+    Route::new().at(
+        "/",
+        poem::endpoint::make_sync(move |_| poem::web::Html(service.swagger_ui_html())),
+    )
+}
+
 /// The whole application as one endpoint.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = service();
-    let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let cors_origins = state.settings.cors_origins.clone();
     let route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
-        .nest("/docs", docs);
+        .nest("/docs", docs());
 
     let cors = (!cors_origins.is_empty()).then(|| {
         cors_origins
