@@ -9,7 +9,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
@@ -85,14 +85,14 @@ pub struct UploadResponse {
     pub workspace_bytes: u64,
 }
 
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
 }
 
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct ArtifactRef {
     pub zip_id: String,
     pub files_changed: Vec<String>,
@@ -101,7 +101,9 @@ pub struct ArtifactRef {
 }
 
 /// The answer to a turn; the final `done` event of a stream carries the same.
-#[derive(Debug, Clone, Object)]
+// `Serialize` too: the answer is written as JSON directly, not built as a
+// `serde_json::Value` first.
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct ChatResponse {
     pub conversation_id: String,
     pub message_id: String,
@@ -463,7 +465,12 @@ pub enum ChatAnswer {
 impl IntoResponse for ChatAnswer {
     fn into_response(self) -> Response {
         match self {
-            Self::Json(body) => poem::web::Json(body.to_json()).into_response(),
+            Self::Json(body) => match serde_json::to_vec(&body) {
+                Ok(json) => Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(json),
+                Err(err) => ApiError::internal(err.to_string()).into_response(),
+            },
             Self::Stream(response) => response,
         }
     }
@@ -503,7 +510,7 @@ fn delta_event(text: &str) -> Event {
 }
 
 fn done_event(answer: &ChatResponse) -> Event {
-    Event::message(answer.to_json().map(|v| v.to_string()).unwrap_or_default()).event_type("done")
+    Event::message(serde_json::to_string(answer).unwrap_or_default()).event_type("done")
 }
 
 fn error_event(err: &ApiError) -> Event {
