@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -379,19 +379,29 @@ fn read_password_from_stdin() -> anyhow::Result<crate::config::Secret> {
 
 /// Runs `change` on the account `email` through the database writer; a
 /// missing or already taken account is said in the words a shell user needs.
+/// A server running on the same data directory is told, so that it stops
+/// answering from the accounts it keeps in memory.
 fn change_account<T: Send + 'static>(
     store: &Store,
+    data_dir: &Path,
     email: &str,
     change: impl FnOnce(&rusqlite::Connection, &str) -> crate::store::StoreResult<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     let who = email.to_owned();
-    store
+    let changed = store
         .blocking(move |conn| change(conn, &who))
         .map_err(|err| match err {
             crate::store::StoreError::NotFound => anyhow::anyhow!("there is no account {email}"),
             crate::store::StoreError::Conflict => anyhow::anyhow!("{email} is already registered"),
             err => err.into(),
-        })
+        })?;
+    crate::account_cache::mark_changed(data_dir).with_context(|| {
+        format!(
+            "the change is saved, but a running magdi serve could not be told of it ({}); restart it to be sure it applies",
+            data_dir.join(crate::account_cache::MARKER).display()
+        )
+    })?;
+    Ok(changed)
 }
 
 fn user(args: UserArgs) -> anyhow::Result<()> {
@@ -410,7 +420,7 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             let email = crate::accounts::normalise_email(&email).map_err(|e| anyhow::anyhow!(e))?;
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
-            let user = change_account(&store, &email, move |conn, email| {
+            let user = change_account(&store, &args.data_dir, &email, move |conn, email| {
                 users::insert(conn, email, &hash)
             })?;
             println!("created user {} <{}>", user.id, user.email);
@@ -436,7 +446,7 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             }
         }
         UserAction::SetLimit { email, tokens } => {
-            change_account(&store, &email, move |conn, email| {
+            change_account(&store, &args.data_dir, &email, move |conn, email| {
                 users::set_limit(conn, email, tokens)
             })?;
             if tokens == 0 {
@@ -448,21 +458,21 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
         UserAction::SetPassword { email, .. } => {
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
-            change_account(&store, &email, move |conn, email| {
+            change_account(&store, &args.data_dir, &email, move |conn, email| {
                 users::set_password(conn, email, &hash)
             })?;
             println!("password of {email} changed");
         }
         UserAction::Disable { email } => {
-            change_account(&store, &email, users::disable)?;
+            change_account(&store, &args.data_dir, &email, users::disable)?;
             println!("{email} can no longer sign in");
         }
         UserAction::Enable { email } => {
-            change_account(&store, &email, users::enable)?;
+            change_account(&store, &args.data_dir, &email, users::enable)?;
             println!("{email} can sign in again");
         }
         UserAction::Delete { email } => {
-            let deleted = change_account(&store, &email, users::delete)?;
+            let deleted = change_account(&store, &args.data_dir, &email, users::delete)?;
             for id in &deleted.conversation_ids {
                 let dir = crate::workspace::workspace_dir(&args.data_dir, id);
                 // A running server may still be writing an upload into it

@@ -3,6 +3,7 @@
 //! `run` is the whole server: the command line and the tests both start it
 //! through this one function, with a bound listener and a shutdown signal.
 
+pub mod account_cache;
 pub mod accounts;
 pub mod agents;
 pub mod artifacts;
@@ -69,6 +70,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         catalog,
         providers,
         tokens,
+        accounts: account_cache::AccountCache::new(&settings.data_dir),
         hasher: accounts::Hasher::new(),
         login_guard: accounts::LoginGuard::default(),
         quota: Arc::new(quota::Quota::default()),

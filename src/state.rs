@@ -20,6 +20,8 @@ pub struct State {
     pub catalog: Catalog,
     pub providers: Providers,
     pub tokens: Tokens,
+    /// The accounts tokens name, so that a request need not read them.
+    pub accounts: crate::account_cache::AccountCache,
     pub hasher: Hasher,
     pub login_guard: LoginGuard,
     pub quota: Arc<Quota>,

@@ -158,6 +158,7 @@ impl AgentsApi {
             .store
             .write(move |conn| users::set_selected_category(conn, user_id, &name))
             .await?;
+        state.accounts.forget(user_id);
         Ok(Json(SelectResponse {
             category: category.category.clone(),
             agents: agent_infos(&state, category),

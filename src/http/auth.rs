@@ -6,6 +6,7 @@ use poem_openapi::auth::Bearer;
 
 use super::error::ApiError;
 use crate::state::AppState;
+use crate::store::StoreError;
 use crate::store::users::{self, User};
 
 /// The signed-in user.
@@ -23,11 +24,24 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
     let Ok(user_id) = claims.sub.parse::<i64>() else {
         return Err(ApiError::unauthorized().into());
     };
-    let user = state
-        .store
-        .read_now(|conn| users::signed_in(conn, user_id, claims.iat, claims.generation))
-        .map_err(ApiError::from)?;
-    user.ok_or_else(|| ApiError::unauthorized().into())
+    let user = match state.accounts.get(user_id) {
+        Ok(user) => user,
+        Err(miss) => {
+            let user = state
+                .store
+                .read_now(|conn| users::by_id(conn, user_id))
+                .map_err(|err| match err {
+                    StoreError::NotFound => ApiError::unauthorized(),
+                    err => ApiError::from(err),
+                })?;
+            state.accounts.keep(miss, &user);
+            user
+        }
+    };
+    if !user.takes_token(claims.iat, claims.generation) {
+        return Err(ApiError::unauthorized().into());
+    }
+    Ok(user)
 }
 
 impl BearerAuth {

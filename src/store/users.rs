@@ -63,28 +63,17 @@ pub fn by_id(conn: &Connection, id: i64) -> StoreResult<User> {
         .map_err(db_err)
 }
 
-/// The user a valid token names, if they still may sign in: not deleted, not
-/// disabled, and no password change since the token was issued (a change
-/// signs out the tokens issued before it: their generation is past, and so,
-/// for tokens older than generations, is their time of issue).
-pub fn signed_in(
-    conn: &Connection,
-    id: i64,
-    issued_at: i64,
-    generation: i64,
-) -> StoreResult<Option<User>> {
-    match by_id(conn, id) {
-        Ok(user)
-            if !user.disabled
-                && user.token_generation == generation
-                && user
-                    .password_changed_at
-                    .is_none_or(|changed| issued_at >= changed) =>
-        {
-            Ok(Some(user))
-        }
-        Ok(_) | Err(StoreError::NotFound) => Ok(None),
-        Err(err) => Err(err),
+impl User {
+    /// Whether a token issued at `issued_at` of `generation` still signs this
+    /// user in: not when disabled, and a password change or `disable` signs
+    /// out the tokens issued before it (their generation is past, and so, for
+    /// tokens older than generations, is their time of issue).
+    pub fn takes_token(&self, issued_at: i64, generation: i64) -> bool {
+        !self.disabled
+            && self.token_generation == generation
+            && self
+                .password_changed_at
+                .is_none_or(|changed| issued_at >= changed)
     }
 }
 

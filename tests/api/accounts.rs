@@ -561,14 +561,11 @@ async fn chat_refuses_disabled_and_deleted_users_first() {
     let disabled_conversation = app.conversation(&disabled, "qa_info").await;
     let deleted_conversation = app.conversation(&deleted, "qa_info").await;
     let (disabled_email, deleted_email) = (disabled.email.clone(), deleted.email.clone());
-    app.state
-        .store
-        .write(move |conn| {
-            magdi::store::users::disable(conn, &disabled_email)?;
-            magdi::store::users::delete(conn, &deleted_email).map(drop)
-        })
-        .await
-        .unwrap();
+    app.change_accounts(move |conn| {
+        magdi::store::users::disable(conn, &disabled_email)?;
+        magdi::store::users::delete(conn, &deleted_email).map(drop)
+    })
+    .await;
 
     for (account, conversation) in [
         (&disabled, &disabled_conversation),

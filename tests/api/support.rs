@@ -160,14 +160,22 @@ impl TestApp {
         }
     }
 
+    /// Changes accounts straight in the store and tells the server, as the
+    /// `magdi user` commands do.
+    pub async fn change_accounts<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&rusqlite::Connection) -> magdi::store::StoreResult<T> + Send + 'static,
+    ) -> T {
+        let changed = self.state.store.write(change).await.unwrap();
+        magdi::account_cache::mark_changed(self.data_dir.path()).unwrap();
+        changed
+    }
+
     /// Deletes a user straight in the store, as `magdi user delete` does.
     pub async fn delete_user(&self, email: &str) {
         let email = email.to_owned();
-        self.state
-            .store
-            .write(move |conn| magdi::store::users::delete(conn, &email))
-            .await
-            .unwrap();
+        self.change_accounts(move |conn| magdi::store::users::delete(conn, &email))
+            .await;
     }
 
     pub async fn start_conversation(&self, account: &Account, body: Value) -> reqwest::Response {

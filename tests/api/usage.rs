@@ -241,11 +241,8 @@ async fn a_refused_turn_keeps_none_of_its_files() {
     // it loads the tokenizer, so that the first is waiting by the time the
     // second arrives.
     let busy = app.account("busy@example.com").await;
-    app.state
-        .store
-        .write(|conn| magdi::store::users::set_limit(conn, "busy@example.com", 1000))
-        .await
-        .unwrap();
+    app.change_accounts(|conn| magdi::store::users::set_limit(conn, "busy@example.com", 1000))
+        .await;
     let id = app.conversation(&busy, "qa_info").await;
     assert_eq!(
         app.chat(&busy.token, app.chat_form(&id, "qa_info", "warm up"))
