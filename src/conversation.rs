@@ -20,15 +20,28 @@ use crate::store::workspace_files::WorkspaceFile;
 use crate::store::{self, StoreError, StoreResult};
 use crate::workspace::{self, Limits, Staging};
 
-/// A conversation's title: the start of its first message, on one line.
+/// A conversation's title: the start of its first message, on one line, at
+/// most `TITLE_CHARS` characters and `…` when there was more. Reads no more of
+/// the message than the title takes (a message may be a megabyte).
 pub fn title_of(message: &str) -> String {
-    let line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut title: String = line.chars().take(80).collect();
-    if line.chars().count() > 80 {
-        title.push('…');
+    let mut title = String::new();
+    let mut taken = 0;
+    let spaced = message
+        .split_whitespace()
+        .enumerate()
+        .flat_map(|(i, word)| (i > 0).then_some(' ').into_iter().chain(word.chars()));
+    for c in spaced {
+        if taken == TITLE_CHARS {
+            title.push('…');
+            break;
+        }
+        title.push(c);
+        taken += 1;
     }
     title
 }
+
+const TITLE_CHARS: usize = 80;
 
 /// Caps how many turns one user may have waiting on the provider at once.
 #[derive(Debug)]
@@ -933,4 +946,28 @@ async fn apply_reply_files(
     })
     .await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_of;
+
+    #[test]
+    fn a_title_is_the_message_on_one_line_cut_at_80_characters() {
+        assert_eq!(
+            title_of("  Write a test\n\tfor   add(a, b)  "),
+            "Write a test for add(a, b)"
+        );
+        assert_eq!(title_of(" \n "), "");
+        let exactly = "é".repeat(80);
+        assert_eq!(title_of(&exactly), exactly);
+        assert_eq!(title_of(&format!("{exactly}ü")), format!("{exactly}…"));
+        // The space between two words counts, and is where this one is cut.
+        let word = "a".repeat(80);
+        assert_eq!(title_of(&format!("{word} b")), format!("{word}…"));
+        assert_eq!(title_of(&format!("{word}   ")), word);
+        let long = "word ".repeat(200_000);
+        assert_eq!(title_of(&long).chars().count(), 81);
+        assert!(title_of(&long).starts_with("word word "));
+    }
 }
