@@ -397,6 +397,82 @@ async fn an_older_database_is_upgraded_at_start() {
 }
 
 #[tokio::test]
+async fn messages_keep_their_order_ids_and_cascade_through_the_version_5_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("magdi.db");
+    magdi::store::migrate_up_to(&db, 4).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, email, password_hash, created_at)
+                 VALUES (1, 'old@example.com', 'x', '2026-01-01T00:00:00Z');
+             INSERT INTO conversations (id, user_id, category, assistant_id, agent_name, llm_model,
+                                        status, created_at, updated_at)
+                 VALUES ('c1', 1, 'qa_info', 'a', 'QA Helper', 'builtin', 'active',
+                         '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+                        ('c2', 1, 'qa_info', 'a', 'QA Helper', 'builtin', 'active',
+                         '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+             INSERT INTO messages (id, conversation_id, seq, role, content, content_tokens, created_at)
+                 VALUES ('m2', 'c1', 2, 'assistant', 'an answer', 2, '2026-01-01T00:00:01Z'),
+                        ('m1', 'c1', 1, 'user', 'a question', 2, '2026-01-01T00:00:00Z'),
+                        ('m3', 'c2', 1, 'user', 'elsewhere', 1, '2026-01-01T00:00:00Z');",
+        )
+        .unwrap();
+    }
+    let output = magdi(
+        &["migrate", "--data-dir", dir.path().to_str().unwrap()],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    let rows: Vec<(String, i64, String)> = conn
+        .prepare("SELECT id, seq, content FROM messages WHERE conversation_id = 'c1' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("m1".to_owned(), 1, "a question".to_owned()),
+            ("m2".to_owned(), 2, "an answer".to_owned())
+        ]
+    );
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT sql IS NULL FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'",
+        )
+        .unwrap()
+        .query_map([], |r| Ok(r.get::<_, bool>(0)?.to_string()))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        indexes,
+        ["true"],
+        "only the (conversation_id, seq) index is left"
+    );
+    let duplicate = conn.execute(
+        "INSERT INTO messages (id, conversation_id, seq, role, content, content_tokens, created_at)
+         VALUES ('m4', 'c1', 2, 'user', 'again', 1, '2026-01-01T00:00:02Z')",
+        [],
+    );
+    assert!(duplicate.is_err(), "a conversation's seq stays unique");
+    conn.execute("DELETE FROM conversations WHERE id = 'c1'", [])
+        .unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        left, 1,
+        "deleting a conversation still deletes its messages"
+    );
+}
+
+#[tokio::test]
 async fn a_database_from_a_newer_magdi_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("magdi.db");
