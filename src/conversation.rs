@@ -25,18 +25,16 @@ use crate::workspace::{self, Limits, Staging};
 /// the message than the title takes (a message may be a megabyte).
 pub fn title_of(message: &str) -> String {
     let mut title = String::new();
-    let mut taken = 0;
     let spaced = message
         .split_whitespace()
         .enumerate()
         .flat_map(|(i, word)| (i > 0).then_some(' ').into_iter().chain(word.chars()));
-    for c in spaced {
+    for (taken, c) in spaced.enumerate() {
         if taken == TITLE_CHARS {
             title.push('…');
             break;
         }
         title.push(c);
-        taken += 1;
     }
     title
 }
