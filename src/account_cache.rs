@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -22,26 +23,42 @@ pub const MARKER: &str = "accounts.changed";
 /// More accounts than this in memory and the cache starts over.
 const MAX_ACCOUNTS: usize = 10_000;
 
-/// Which marker file a lookup saw: its inode changes with every replacement,
-/// however close together, where a modification time might not.
-type Stamp = Option<(u64, u64, i64, i64)>;
+/// The cache starts over this often whatever the marker says, which bounds
+/// how long a change the server was not told of (the command line could not
+/// write the marker) goes unseen.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Which marker file a lookup saw: each replacement is a new file, so its
+/// inode and times differ from the one before.
+type Stamp = Option<[i64; 6]>;
 
 fn stamp(marker: &Path) -> Stamp {
-    std::fs::metadata(marker)
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
+    std::fs::metadata(marker).ok().map(|m| {
+        [
+            m.dev() as i64,
+            m.ino() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ]
+    })
 }
 
 /// Says to a running server that accounts changed (the command line).
 pub fn mark_changed(data_dir: &Path) -> std::io::Result<()> {
     let fresh = data_dir.join(format!("{MARKER}.{}", std::process::id()));
-    std::fs::write(&fresh, b"")?;
-    std::fs::rename(&fresh, data_dir.join(MARKER))
+    let placed =
+        std::fs::write(&fresh, b"").and_then(|()| std::fs::rename(&fresh, data_dir.join(MARKER)));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&fresh);
+    }
+    placed
 }
 
-#[derive(Default)]
 struct Inner {
     seen: Stamp,
+    since: Instant,
     /// Raised by every change the server makes, so that a read that started
     /// before a change does not put the old account back.
     epoch: u64,
@@ -74,7 +91,9 @@ impl AccountCache {
         let marker = data_dir.join(MARKER);
         let inner = Inner {
             seen: stamp(&marker),
-            ..Inner::default()
+            since: Instant::now(),
+            epoch: 0,
+            accounts: HashMap::new(),
         };
         Self {
             marker,
@@ -87,8 +106,9 @@ impl AccountCache {
     pub fn get(&self, id: i64) -> Result<User, Miss> {
         let now = stamp(&self.marker);
         let mut inner = self.inner.lock();
-        if inner.seen != now {
+        if inner.seen != now || inner.since.elapsed() > MAX_AGE {
             inner.seen = now;
+            inner.since = Instant::now();
             inner.epoch += 1;
             inner.accounts.clear();
         }
@@ -158,6 +178,18 @@ mod tests {
         cache.keep(cache.get(7).unwrap_err(), &user(7, false));
         mark_changed(dir.path()).unwrap();
         assert!(cache.get(7).is_err());
+    }
+
+    #[test]
+    fn a_marker_that_cannot_be_placed_is_an_error_and_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(MARKER)).unwrap();
+        assert!(mark_changed(dir.path()).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [MARKER]);
     }
 
     #[test]

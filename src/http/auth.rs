@@ -24,27 +24,49 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
     let Ok(user_id) = claims.sub.parse::<i64>() else {
         return Err(ApiError::unauthorized().into());
     };
-    let user = match state.accounts.get(user_id) {
-        Ok(user) => user,
-        Err(miss) => {
-            let user = state
-                .store
-                .read_now(|conn| users::by_id(conn, user_id))
-                .map_err(|err| match err {
-                    StoreError::NotFound => ApiError::unauthorized(),
-                    err => ApiError::from(err),
-                })?;
-            state.accounts.keep(miss, &user);
-            user
-        }
-    };
+    let user = account(state, user_id)?;
     if !user.takes_token(claims.iat, claims.generation) {
         return Err(ApiError::unauthorized().into());
     }
     Ok(user)
 }
 
+/// The account `id` as it is now (kept in memory, else read); a deleted one
+/// is a 401.
+fn account(state: &AppState, id: i64) -> Result<User, ApiError> {
+    match state.accounts.get(id) {
+        Ok(user) => Ok(user),
+        Err(miss) => {
+            let user = state
+                .store
+                .read_now(|conn| users::by_id(conn, id))
+                .map_err(|err| match err {
+                    StoreError::NotFound => ApiError::unauthorized(),
+                    err => ApiError::from(err),
+                })?;
+            state.accounts.keep(miss, &user);
+            Ok(user)
+        }
+    }
+}
+
 impl BearerAuth {
+    /// The user as the account is now. A form's body may take minutes to
+    /// arrive, and an account disabled, deleted or given a new password
+    /// meanwhile is refused, as a new request would be; a new allowance
+    /// applies.
+    pub fn still_signed_in(&self, state: &AppState) -> Result<User, ApiError> {
+        let then = &self.0;
+        let now = account(state, then.id)?;
+        if now.disabled
+            || now.token_generation != then.token_generation
+            || now.password_changed_at != then.password_changed_at
+        {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(now)
+    }
+
     /// Checks an optional `user_id` from a body or query against the token's.
     pub fn check_user_id(&self, user_id: Option<i64>) -> Result<&User, ApiError> {
         match user_id {

@@ -691,7 +691,8 @@ impl ConversationsApi {
         form: UploadForm,
     ) -> Result<Json<UploadResponse>, ApiError> {
         let form = form.0;
-        let user_id = auth.check_user_id(form.integer("user_id")?)?.id;
+        auth.check_user_id(form.integer("user_id")?)?;
+        let user_id = auth.still_signed_in(&state)?.id;
         let conversation_id = parse_conversation_id(form.text("conversation_id"))?;
         let conversation = owned_conversation(&state, &conversation_id, user_id).await?;
         if !conversation.is_active() {
@@ -721,7 +722,8 @@ impl ConversationsApi {
         form: ChatForm,
     ) -> Result<ChatAnswer, ApiError> {
         let form = form.0;
-        let user = auth.check_user_id(form.integer("user_id")?)?.clone();
+        auth.check_user_id(form.integer("user_id")?)?;
+        let user = auth.still_signed_in(&state)?;
         let message = form.text("message").unwrap_or_default().to_owned();
         if message.trim().is_empty() {
             return Err(ApiError::bad_request(

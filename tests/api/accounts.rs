@@ -605,6 +605,63 @@ async fn chat_refuses_disabled_and_deleted_users_first() {
     assert_eq!(app.count_rows("workspace_files"), 0);
 }
 
+/// A form whose body is still arriving when its user is disabled (or given a
+/// new password) is refused once it has arrived: the account is looked at
+/// again before the turn or the upload, not only when the headers came.
+#[tokio::test]
+async fn a_form_still_arriving_when_its_user_is_disabled_is_refused() {
+    let app = TestApp::spawn().await;
+    for (route, change) in [
+        ("/chat", "disable"),
+        ("/conversation/upload", "set-password"),
+    ] {
+        let email = format!("{}-{change}@example.com", &route[1..5]);
+        let account = app.account(&email).await;
+        let conversation = app.conversation(&account, "qa_info").await;
+        let boundary = "slowformboundary";
+        let field = |name: &str, value: &str| {
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+        };
+        let head = field("conversation_id", &conversation) + &field("category", "qa_info");
+        let tail = field("message", "What is a flaky test?")
+            + &format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"a.py\"\r\n\r\nprint(1)\n\r\n--{boundary}--\r\n"
+            );
+        let (parts, body) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+        let request = app
+            .client
+            .post(app.url(route))
+            .bearer_auth(&account.token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+                body,
+                |mut body| async move { body.recv().await.map(|part| (part, body)) },
+            )))
+            .send();
+        let sending = tokio::spawn(request);
+        parts.send(Ok(head)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+        let who = email.clone();
+        app.change_accounts(move |conn| match change {
+            "disable" => magdi::store::users::disable(conn, &who),
+            _ => magdi::store::users::set_password(conn, &who, "another hash"),
+        })
+        .await;
+        parts.send(Ok(tail)).await.unwrap();
+        drop(parts);
+        let response = sending.await.unwrap().unwrap();
+        assert_eq!(error_code(response, 401).await, "unauthorized", "{route}");
+    }
+    assert_eq!(app.count_rows("messages"), 0);
+    assert_eq!(app.count_rows("workspace_files"), 0);
+}
+
 /// Deleting the newest account must not hand its id, and so its still valid
 /// tokens, to the next account.
 #[tokio::test]
