@@ -244,7 +244,7 @@ pub struct UserArgs {
 pub enum UserAction {
     /// Create an account. The password is read from standard input.
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = trimmed)]
         email: String,
         /// Read the password from standard input (the only way, so that it stays
         /// out of the shell history).
@@ -255,7 +255,7 @@ pub enum UserAction {
     List,
     /// Set one user's daily token allowance (0 means unlimited).
     SetLimit {
-        #[arg(long)]
+        #[arg(long, value_parser = trimmed)]
         email: String,
         /// A whole number of tokens, 0 for no limit. (A negative number is
         /// read as a value, so that it is refused as one.)
@@ -264,24 +264,24 @@ pub enum UserAction {
     },
     /// Set a user's password, read from standard input.
     SetPassword {
-        #[arg(long)]
+        #[arg(long, value_parser = trimmed)]
         email: String,
         #[arg(long, required = true)]
         password_stdin: bool,
     },
     /// Stop a user from signing in; their tokens stop working at once.
     Disable {
-        #[arg(long)]
+        #[arg(long, value_parser = trimmed)]
         email: String,
     },
     /// Let a disabled user sign in again.
     Enable {
-        #[arg(long)]
+        #[arg(long, value_parser = trimmed)]
         email: String,
     },
     /// Delete a user with their conversations, workspaces and artifacts.
     Delete {
-        #[arg(long)]
+        #[arg(long, value_parser = trimmed)]
         email: String,
     },
 }
@@ -379,22 +379,30 @@ fn read_password_from_stdin() -> anyhow::Result<crate::config::Secret> {
 
 /// Runs `change` on the account `email` through the database writer; a
 /// missing or already taken account is said in the words a shell user needs.
-/// A server running on the same data directory is told, so that it stops
-/// answering from the accounts it keeps in memory.
+fn run_on_account<T: Send + 'static>(
+    store: &Store,
+    email: &str,
+    change: impl FnOnce(&rusqlite::Connection, &str) -> crate::store::StoreResult<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let who = email.to_owned();
+    store
+        .blocking(move |conn| change(conn, &who))
+        .map_err(|err| match err {
+            crate::store::StoreError::NotFound => anyhow::anyhow!("there is no account {email}"),
+            crate::store::StoreError::Conflict => anyhow::anyhow!("{email} is already registered"),
+            err => err.into(),
+        })
+}
+
+/// As `run_on_account`, and a server running on the same data directory is
+/// told, so that it stops answering from the accounts it keeps in memory.
 fn change_account<T: Send + 'static>(
     store: &Store,
     data_dir: &Path,
     email: &str,
     change: impl FnOnce(&rusqlite::Connection, &str) -> crate::store::StoreResult<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let who = email.to_owned();
-    let changed = store
-        .blocking(move |conn| change(conn, &who))
-        .map_err(|err| match err {
-            crate::store::StoreError::NotFound => anyhow::anyhow!("there is no account {email}"),
-            crate::store::StoreError::Conflict => anyhow::anyhow!("{email} is already registered"),
-            err => err.into(),
-        })?;
+    let changed = run_on_account(store, email, change)?;
     crate::account_cache::mark_changed(data_dir).with_context(|| {
         format!(
             "the change is saved, but a running magdi serve could not be told of it ({}); restart it to be sure it applies",
@@ -404,11 +412,19 @@ fn change_account<T: Send + 'static>(
     Ok(changed)
 }
 
+/// An email as typed, without the spaces around it (as the database keeps it).
+fn trimmed(email: &str) -> Result<String, std::convert::Infallible> {
+    Ok(email.trim().to_owned())
+}
+
 fn user(args: UserArgs) -> anyhow::Result<()> {
     // Only `create` may start a new data directory: any other command on a
     // directory without a database was given the wrong --data-dir.
-    if !matches!(args.action, UserAction::Create { .. }) && !args.data_dir.join("magdi.db").exists()
-    {
+    let database = args.data_dir.join("magdi.db");
+    let exists = database
+        .try_exists()
+        .with_context(|| format!("cannot look into {}", args.data_dir.display()))?;
+    if !matches!(args.action, UserAction::Create { .. }) && !exists {
         anyhow::bail!(
             "there is no Magdi database in {}: pass the --data-dir (or MAGDI_DATA_DIR) that magdi serve uses",
             args.data_dir.display()
@@ -420,7 +436,8 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             let email = crate::accounts::normalise_email(&email).map_err(|e| anyhow::anyhow!(e))?;
             let password = read_password_from_stdin()?;
             let hash = crate::accounts::hash_password_blocking(&password)?;
-            let user = change_account(&store, &args.data_dir, &email, move |conn, email| {
+            // A new account is nothing a running server holds already.
+            let user = run_on_account(&store, &email, move |conn, email| {
                 users::insert(conn, email, &hash)
             })?;
             println!("created user {} <{}>", user.id, user.email);
