@@ -386,7 +386,11 @@ fn read_live(
         Err(err) => return Err(err),
     };
     Ok(Some(Live {
-        window: Arc::new(store::conversations::recent_window(conn, id, budget)?),
+        window: Arc::new(
+            store::conversations::recent_window(conn, id, budget)?
+                .into_iter()
+                .collect(),
+        ),
         manifest: Arc::new(store::workspace_files::list(conn, id)?),
         last_seq: store::conversations::last_seq(conn, id)?,
         conversation,

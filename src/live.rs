@@ -12,11 +12,12 @@
 //! are not kept here: a user deleted or disabled from the command line is
 //! refused by the token check, which reads the database, before this is used.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::llm::Window;
 use crate::store::conversations::{Conversation, HistoryMessage};
 use crate::store::workspace_files::WorkspaceFile;
 
@@ -36,7 +37,7 @@ pub struct Live {
     pub last_seq: i64,
     /// The newest successful messages whose tokens fit the context budget,
     /// oldest first (see `trim_window`); turns share it with their prompts.
-    pub window: Arc<VecDeque<HistoryMessage>>,
+    pub window: Arc<Window>,
     pub manifest: Arc<Vec<WorkspaceFile>>,
 }
 
@@ -56,7 +57,7 @@ impl Live {
 /// prompt may carry: the newest message always, then older ones while their
 /// tokens together stay within `budget`, at most `MAX_HISTORY_MESSAGES`.
 /// Answers the bytes of text dropped.
-pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) -> usize {
+pub fn trim_window(window: &mut Window, budget: u64) -> usize {
     let mut used = 0u64;
     let mut kept = 0usize;
     for message in window.iter().rev() {
@@ -67,7 +68,7 @@ pub fn trim_window(window: &mut VecDeque<HistoryMessage>, budget: u64) -> usize 
         kept += 1;
     }
     let excess = window.len() - kept;
-    window.drain(..excess).map(|m| m.content.len()).sum()
+    window.drop_oldest(excess)
 }
 
 enum Slot {
@@ -332,30 +333,34 @@ mod tests {
         }
     }
 
-    fn tokens(window: &VecDeque<HistoryMessage>) -> Vec<u64> {
+    fn tokens(window: &Window) -> Vec<u64> {
         window.iter().map(|m| m.content_tokens).collect()
     }
 
     #[test]
     fn the_window_keeps_the_newest_messages_that_fit_and_always_the_last() {
-        let mut window: VecDeque<_> = [5, 4, 3, 2].map(|t| message(false, t)).into();
+        let mut window: Window = [5, 4, 3, 2]
+            .map(|t| message(false, t))
+            .into_iter()
+            .collect();
         trim_window(&mut window, 6);
         assert_eq!(tokens(&window), vec![3, 2]);
 
-        let mut window: VecDeque<_> = [1, 50].map(|t| message(false, t)).into();
+        let mut window: Window = [1, 50].map(|t| message(false, t)).into_iter().collect();
         trim_window(&mut window, 6);
         assert_eq!(tokens(&window), vec![50], "the newest stays even when over");
 
-        let mut window: VecDeque<_> = (0..250).map(|_| message(false, 1)).collect();
+        let mut window: Window = (0..250).map(|_| message(false, 1)).collect();
         trim_window(&mut window, 1_000_000);
         assert_eq!(window.len(), MAX_HISTORY_MESSAGES);
     }
 
     #[test]
     fn a_prompt_history_starts_with_the_users_turn() {
-        let window: VecDeque<_> = [(true, 1), (true, 2), (false, 3), (true, 4)]
+        let window: Window = [(true, 1), (true, 2), (false, 3), (true, 4)]
             .map(|(a, t)| message(a, t))
-            .into();
+            .into_iter()
+            .collect();
         let history = crate::llm::History::new(Arc::new(window));
         let carried: Vec<u64> = history.iter().map(|m| m.content_tokens).collect();
         assert_eq!(carried, vec![3, 4]);

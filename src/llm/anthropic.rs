@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::openai::read_body;
 use super::sse::Parser;
-use super::{DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, Role, next_chunk, send};
+use super::{DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, next_chunk, send};
 use crate::config::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -69,28 +68,9 @@ impl Anthropic {
 
     pub async fn complete(&self, request: Request, deltas: DeltaSink) -> Result<Reply, LlmError> {
         let stream = deltas.is_some();
-        let system: Vec<&str> = request
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .map(|m| &**m.content)
-            .collect();
-        let messages: Vec<super::MessageRef<'_>> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
-            .collect();
-        let body = MessagesBody {
-            model: &request.model,
-            max_tokens: request.max_tokens,
-            system: system.join("\n\n"),
-            messages,
-            stream,
-        };
-        let builder = self.request(super::with_json(
+        let builder = self.request(super::with_json_body(
             self.messages.post(&self.http),
-            &body,
-            super::json_size_hint(&request.messages),
+            messages_body(&request, stream),
         ));
         let mut response = send(builder, self.idle).await?;
         if super::is_event_stream(&response) {
@@ -104,14 +84,23 @@ impl Anthropic {
     }
 }
 
-/// The Messages API request: the system prompt apart, then the turns.
-#[derive(Serialize)]
-struct MessagesBody<'a> {
-    model: &'a str,
-    max_tokens: u32,
-    system: String,
-    messages: Vec<super::MessageRef<'a>>,
-    stream: bool,
+/// The Messages API request: `model`, `max_tokens`, the system prompt apart,
+/// then the turns, and `stream`.
+fn messages_body(request: &Request, stream: bool) -> Vec<u8> {
+    let messages = &request.messages;
+    let mut body = Vec::with_capacity(messages.json_len() + request.model.len() + 128);
+    body.extend_from_slice(b"{\"model\":");
+    super::write_json_value(&mut body, &request.model);
+    body.extend_from_slice(b",\"max_tokens\":");
+    super::write_json_value(&mut body, &request.max_tokens);
+    body.extend_from_slice(b",\"system\":");
+    body.extend_from_slice(messages.system.content.json().as_bytes());
+    body.extend_from_slice(b",\"messages\":");
+    messages.write_json(&mut body, false);
+    body.extend_from_slice(b",\"stream\":");
+    body.extend_from_slice(if stream { b"true" } else { b"false" });
+    body.push(b'}');
+    body
 }
 
 fn usage_of(usage: &Value) -> Option<ReportedUsage> {

@@ -7,6 +7,7 @@ pub mod openai;
 pub mod sse;
 pub mod tokenizer;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,11 @@ impl Text {
             .into();
         Self { text, json }
     }
+
+    /// The text as a JSON string.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
 }
 
 impl std::ops::Deref for Text {
@@ -86,27 +92,19 @@ impl serde::Serialize for Text {
     }
 }
 
-/// A request body as JSON, written into a buffer sized up front from
-/// `size_hint`: growing it by doubling copied a long history several times.
-pub(crate) fn with_json<T: serde::Serialize>(
+/// A request body of JSON written by hand (see `Messages::write_json`).
+pub(crate) fn with_json_body(
     builder: reqwest::RequestBuilder,
-    body: &T,
-    size_hint: usize,
+    body: Vec<u8>,
 ) -> reqwest::RequestBuilder {
-    let mut buffer = Vec::with_capacity(size_hint);
-    match serde_json::to_writer(&mut buffer, body) {
-        Ok(()) => builder
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(buffer),
-        // Let reqwest report it as it reports any body it cannot build.
-        Err(_) => builder.json(body),
-    }
+    builder
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
 }
 
-/// About how many bytes a prompt takes as JSON (escapes add a little).
-pub(crate) fn json_size_hint(messages: &Messages) -> usize {
-    let text: usize = messages.iter().map(|m| m.content.len() + 32).sum();
-    text + text / 8 + 256
+/// Writes `value` as JSON; a string or a number cannot fail to.
+pub(crate) fn write_json_value(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    serde_json::to_writer(out, value).expect("a string or a number always serialises");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -140,8 +138,78 @@ pub struct OfflineContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryMessage {
     pub from_assistant: bool,
-    pub content: Text,
+    pub content: Arc<str>,
     pub content_tokens: u64,
+}
+
+/// A conversation's recent messages, oldest first, with their prompt form as
+/// JSON kept in one buffer. A turn copies its history into the request as one
+/// run of bytes: read from one allocation per message, as before, it missed
+/// the cache a time or two per message, and that copy was the largest part of
+/// a turn left in `perf`.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    messages: VecDeque<HistoryMessage>,
+    /// `,{"role":…,"content":…}` for each message in turn; the parts of
+    /// messages dropped since the last compaction come first.
+    json: Vec<u8>,
+    /// Where each message's part of `json` starts.
+    starts: VecDeque<usize>,
+}
+
+impl Window {
+    pub fn push_back(&mut self, message: HistoryMessage) {
+        self.starts.push_back(self.json.len());
+        self.json.extend_from_slice(if message.from_assistant {
+            b",{\"role\":\"assistant\",\"content\":"
+        } else {
+            b",{\"role\":\"user\",\"content\":"
+        });
+        write_json_value(&mut self.json, &*message.content);
+        self.json.push(b'}');
+        self.messages.push_back(message);
+    }
+
+    /// Drops the `count` oldest messages; answers the bytes of their text.
+    pub fn drop_oldest(&mut self, count: usize) -> usize {
+        let dropped = self.messages.drain(..count).map(|m| m.content.len()).sum();
+        self.starts.drain(..count);
+        // The buffer holds at most about twice what the messages need.
+        let first = self.starts.front().copied().unwrap_or(self.json.len());
+        if first > self.json.len() / 2 {
+            self.json.drain(..first);
+            self.starts.iter_mut().for_each(|start| *start -= first);
+        }
+        dropped
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub fn iter(&self) -> std::collections::vec_deque::Iter<'_, HistoryMessage> {
+        self.messages.iter()
+    }
+
+    /// The JSON of the messages from the `first`-th on, each after a comma.
+    fn json_from(&self, first: usize) -> &[u8] {
+        match self.starts.get(first) {
+            Some(&start) => &self.json[start..],
+            None => &[],
+        }
+    }
+}
+
+impl FromIterator<HistoryMessage> for Window {
+    fn from_iter<I: IntoIterator<Item = HistoryMessage>>(messages: I) -> Self {
+        let mut window = Self::default();
+        messages.into_iter().for_each(|m| window.push_back(m));
+        window
+    }
 }
 
 /// A conversation's recent history as a prompt carries it: the window kept in
@@ -149,20 +217,25 @@ pub struct HistoryMessage {
 /// touched every message's text), from its first user message on.
 #[derive(Debug, Clone)]
 pub struct History {
-    window: Arc<std::collections::VecDeque<HistoryMessage>>,
+    window: Arc<Window>,
     skip: usize,
 }
 
 impl History {
     /// The window's messages from the first one a user sent: providers expect
     /// a conversation to start with the user.
-    pub fn new(window: Arc<std::collections::VecDeque<HistoryMessage>>) -> Self {
+    pub fn new(window: Arc<Window>) -> Self {
         let skip = window.iter().take_while(|m| m.from_assistant).count();
         Self { window, skip }
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &HistoryMessage> + Clone {
         self.window.iter().skip(self.skip)
+    }
+
+    /// These messages as JSON objects, each after a comma.
+    fn json(&self) -> &[u8] {
+        self.window.json_from(self.skip)
     }
 }
 
@@ -178,10 +251,44 @@ pub struct Messages {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct MessageRef<'a> {
     pub role: Role,
-    pub content: &'a Text,
+    pub content: &'a str,
 }
 
 impl Messages {
+    /// Writes the messages as a JSON array, as `Serialize` would, from the
+    /// JSON each part keeps: the history is one copy. Without `system`, the
+    /// system message is left out (Anthropic takes it apart).
+    pub fn write_json(&self, out: &mut Vec<u8>, system: bool) {
+        fn element(out: &mut Vec<u8>, message: &PromptMessage) {
+            out.extend_from_slice(b"{\"role\":\"");
+            out.extend_from_slice(message.role.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"content\":");
+            out.extend_from_slice(message.content.json().as_bytes());
+            out.push(b'}');
+        }
+        out.push(b'[');
+        let history = self.history.json();
+        if system {
+            element(out, &self.system);
+            out.extend_from_slice(history);
+        } else if let Some(rest) = history.strip_prefix(b",") {
+            out.extend_from_slice(rest);
+        }
+        if system || !history.is_empty() {
+            out.push(b',');
+        }
+        element(out, &self.latest);
+        out.push(b']');
+    }
+
+    /// About how many bytes `write_json` takes.
+    pub fn json_len(&self) -> usize {
+        self.system.content.json().len()
+            + self.history.json().len()
+            + self.latest.content.json().len()
+            + 96
+    }
+
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = MessageRef<'_>> + Clone {
         fn own(m: &PromptMessage) -> MessageRef<'_> {
             MessageRef {
@@ -496,7 +603,7 @@ pub(crate) fn send_in_pieces(text: &str, deltas: &DeltaSink) {
 mod text_tests {
     use std::sync::Arc;
 
-    use super::{History, HistoryMessage, Messages, PromptMessage, Role, Text};
+    use super::{History, HistoryMessage, Messages, PromptMessage, Role, Text, Window};
 
     #[test]
     fn a_text_serialises_as_the_json_string_of_its_text() {
@@ -514,19 +621,16 @@ mod text_tests {
         assert_eq!(&*message.content, raw);
     }
 
-    #[test]
-    fn messages_serialise_as_one_array_with_the_history_from_its_first_user_message() {
-        let said = |from_assistant: bool, text: &str| HistoryMessage {
+    fn said(from_assistant: bool, text: &str) -> HistoryMessage {
+        HistoryMessage {
             from_assistant,
             content: text.into(),
             content_tokens: 1,
-        };
-        let window = std::collections::VecDeque::from([
-            said(true, "an answer whose question fell out of the window"),
-            said(false, "first \"question\""),
-            said(true, "first answer"),
-        ]);
-        let messages = Messages {
+        }
+    }
+
+    fn messages(window: Window) -> Messages {
+        Messages {
             system: PromptMessage {
                 role: Role::System,
                 content: "be brief".into(),
@@ -536,17 +640,95 @@ mod text_tests {
                 role: Role::User,
                 content: "second question".into(),
             },
-        };
+        }
+    }
+
+    fn written(messages: &Messages, system: bool) -> serde_json::Value {
+        let mut out = Vec::new();
+        messages.write_json(&mut out, system);
+        serde_json::from_slice(&out).expect("write_json writes JSON")
+    }
+
+    #[test]
+    fn messages_serialise_as_one_array_with_the_history_from_its_first_user_message() {
+        let window = [
+            said(true, "an answer whose question fell out of the window"),
+            said(false, "first \"question\""),
+            said(true, "first answer"),
+        ];
+        let messages = messages(window.into_iter().collect());
+        let expected = serde_json::json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first \"question\""},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question"},
+        ]);
+        assert_eq!(serde_json::to_value(&messages).unwrap(), expected);
+        assert_eq!(written(&messages, true), expected);
         assert_eq!(
-            serde_json::to_value(&messages).unwrap(),
-            serde_json::json!([
-                {"role": "system", "content": "be brief"},
-                {"role": "user", "content": "first \"question\""},
-                {"role": "assistant", "content": "first answer"},
-                {"role": "user", "content": "second question"},
-            ])
+            written(&messages, false),
+            serde_json::Value::Array(expected.as_array().unwrap()[1..].to_vec())
         );
         let last_user = messages.iter().rev().find(|m| m.role == Role::User);
-        assert_eq!(last_user.map(|m| &**m.content), Some("second question"));
+        assert_eq!(last_user.map(|m| m.content), Some("second question"));
+    }
+
+    #[test]
+    fn messages_written_by_hand_are_what_serde_writes_for_every_history() {
+        let raw = "quotes \" backslash \\ newline \n tab \t control \u{1} emoji 🙂 </script>";
+        let histories: [&[(bool, &str)]; 4] = [
+            &[],
+            &[(true, "only an answer")],
+            &[(false, raw), (true, raw)],
+            &[(true, "a"), (false, "b"), (true, "c"), (false, "d")],
+        ];
+        for history in histories {
+            let messages = messages(history.iter().map(|&(a, t)| said(a, t)).collect());
+            let serialised = serde_json::to_value(&messages).unwrap();
+            assert_eq!(written(&messages, true), serialised, "{history:?}");
+            let without_system = serialised.as_array().unwrap()[1..].to_vec();
+            assert_eq!(
+                written(&messages, false),
+                serde_json::Value::Array(without_system),
+                "{history:?}"
+            );
+            let mut out = Vec::new();
+            messages.write_json(&mut out, true);
+            assert!(out.len() <= messages.json_len(), "{history:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_keeps_its_json_in_step_as_old_messages_are_dropped() {
+        let mut window: Window = (0..10)
+            .map(|i| said(i % 2 == 1, &format!("m{i}")))
+            .collect();
+        let texts = |window: &Window| -> Vec<String> {
+            let json = window.json_from(0);
+            let array = format!(
+                "[{}]",
+                String::from_utf8_lossy(json.get(1..).unwrap_or(b""))
+            );
+            let parsed: Vec<serde_json::Value> = serde_json::from_str(&array).unwrap();
+            let from_json: Vec<String> = parsed
+                .iter()
+                .map(|m| m["content"].as_str().unwrap().to_owned())
+                .collect();
+            let kept: Vec<String> = window.iter().map(|m| m.content.to_string()).collect();
+            assert_eq!(from_json, kept);
+            kept
+        };
+        assert_eq!(window.drop_oldest(3), 6, "the bytes of m0, m1 and m2");
+        assert_eq!(texts(&window)[0], "m3");
+        // Past half the buffer the dropped part is let go of.
+        window.drop_oldest(4);
+        assert_eq!(window.starts.front(), Some(&0));
+        assert_eq!(window.json.len(), window.json_from(0).len());
+        window.push_back(said(false, "m10"));
+        assert_eq!(texts(&window), ["m7", "m8", "m9", "m10"]);
+        window.drop_oldest(4);
+        assert!(window.is_empty() && window.json_from(0).is_empty());
+        window.push_back(said(false, "again"));
+        assert_eq!(texts(&window), ["again"]);
     }
 }

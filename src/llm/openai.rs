@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::sse::Parser;
@@ -67,19 +67,9 @@ impl OpenAi {
 
     pub async fn complete(&self, request: Request, deltas: DeltaSink) -> Result<Reply, LlmError> {
         let stream = deltas.is_some();
-        let body = ChatBody {
-            model: &request.model,
-            messages: &request.messages,
-            stream,
-            max_tokens: request.max_tokens,
-            stream_options: stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
-        };
-        let builder = self.authorised(super::with_json(
+        let builder = self.authorised(super::with_json_body(
             self.completions.post(&self.http),
-            &body,
-            super::json_size_hint(&request.messages),
+            chat_body(&request, stream),
         ));
         let mut response = send(builder, self.idle).await?;
 
@@ -95,20 +85,23 @@ impl OpenAi {
     }
 }
 
-/// The Chat Completions request, serialised straight from the prompt.
-#[derive(Serialize)]
-struct ChatBody<'a> {
-    model: &'a str,
-    messages: &'a super::Messages,
-    stream: bool,
-    max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
+/// The Chat Completions request: `model`, `messages`, `stream`, `max_tokens`,
+/// and `stream_options` asking for usage when streamed.
+fn chat_body(request: &Request, stream: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(request.messages.json_len() + request.model.len() + 128);
+    body.extend_from_slice(b"{\"model\":");
+    super::write_json_value(&mut body, &request.model);
+    body.extend_from_slice(b",\"messages\":");
+    request.messages.write_json(&mut body, true);
+    body.extend_from_slice(b",\"stream\":");
+    body.extend_from_slice(if stream { b"true" } else { b"false" });
+    body.extend_from_slice(b",\"max_tokens\":");
+    super::write_json_value(&mut body, &request.max_tokens);
+    if stream {
+        body.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
+    }
+    body.push(b'}');
+    body
 }
 
 /// Reads a whole (non-streamed) body, with the idle timeout between chunks.
