@@ -41,9 +41,12 @@ pub struct Live {
     pub manifest: Arc<Vec<WorkspaceFile>>,
 }
 
+/// A message's text is kept twice: as text, and as JSON in its window.
+const COPIES_OF_TEXT: usize = 2;
+
 impl Live {
     fn bytes(&self) -> usize {
-        self.window.iter().map(|m| m.content.len()).sum::<usize>()
+        COPIES_OF_TEXT * self.window.iter().map(|m| m.content.len()).sum::<usize>()
             + self
                 .manifest
                 .iter()
@@ -234,7 +237,8 @@ impl LiveConversations {
             });
         }
         let dropped = trim_window(window, self.budget);
-        inner.bytes = (inner.bytes + added).saturating_sub(dropped);
+        inner.bytes =
+            (inner.bytes + COPIES_OF_TEXT * added).saturating_sub(COPIES_OF_TEXT * dropped);
         if inner.bytes > MAX_BYTES {
             inner.make_room(0);
         }
