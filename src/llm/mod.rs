@@ -25,18 +25,17 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-/// One message of the prompt, serialised as both OpenAI and Anthropic expect
-/// it. The text is shared with the conversation's history kept in memory, so
-/// that a long history is not copied for every turn.
+/// The system message or the newest message of a prompt (the history between
+/// them is a `History`), serialised as both OpenAI and Anthropic expect it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PromptMessage {
     pub role: Role,
     pub content: Text,
 }
 
-/// A prompt's text together with its form as a JSON string, made once: a
-/// conversation's history and an agent's system prompt go into every turn's
-/// request, and escaping them anew each time was a tenth of a turn's work.
+/// A prompt's text together with its form as a JSON string, made once: an
+/// agent's system prompt goes into every turn's request, and escaping it anew
+/// each time showed in a turn's profile.
 #[derive(Debug, Clone)]
 pub struct Text {
     text: Arc<str>,
