@@ -98,7 +98,7 @@ fn messages_body(request: &Request, stream: bool) -> Vec<u8> {
     body.extend_from_slice(b",\"messages\":");
     messages.write_json(&mut body, false);
     body.extend_from_slice(b",\"stream\":");
-    body.extend_from_slice(if stream { b"true" } else { b"false" });
+    super::write_json_value(&mut body, &stream);
     body.push(b'}');
     body
 }

@@ -26,8 +26,8 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
 }
 
 /// The system message or the newest message of a prompt (the history between
-/// them is a `History`), serialised as both OpenAI and Anthropic expect it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// them is a `History`).
+#[derive(Debug, Clone)]
 pub struct PromptMessage {
     pub role: Role,
     pub content: Text,
@@ -85,12 +85,6 @@ impl From<&str> for Text {
     }
 }
 
-impl serde::Serialize for Text {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
-    }
-}
-
 /// A request body of JSON written by hand (see `Messages::write_json`).
 pub(crate) fn with_json_body(
     builder: reqwest::RequestBuilder,
@@ -101,13 +95,12 @@ pub(crate) fn with_json_body(
         .body(body)
 }
 
-/// Writes `value` as JSON; a string or a number cannot fail to.
+/// Writes `value` as JSON; a string, a number or a boolean cannot fail to.
 pub(crate) fn write_json_value(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
-    serde_json::to_writer(out, value).expect("a string or a number always serialises");
+    serde_json::to_writer(out, value).expect("a string, a number or a boolean always serialises");
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     System,
     User,
@@ -247,14 +240,14 @@ pub struct Messages {
 }
 
 /// One message of a prompt, borrowed from where it is kept.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct MessageRef<'a> {
     pub role: Role,
     pub content: &'a str,
 }
 
 impl Messages {
-    /// Writes the messages as a JSON array, as `Serialize` would, from the
+    /// Writes the messages as a JSON array of `{"role", "content"}`, from the
     /// JSON each part keeps: the history is one copy. Without `system`, the
     /// system message is left out (Anthropic takes it apart).
     pub fn write_json(&self, out: &mut Vec<u8>, system: bool) {
@@ -306,13 +299,6 @@ impl Messages {
         std::iter::once(own(&self.system))
             .chain(history)
             .chain(std::iter::once(own(&self.latest)))
-    }
-}
-
-/// Serialised as the JSON array of its messages.
-impl serde::Serialize for Messages {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
     }
 }
 
@@ -605,19 +591,23 @@ mod text_tests {
     use super::{History, HistoryMessage, Messages, PromptMessage, Role, Text, Window};
 
     #[test]
-    fn a_text_serialises_as_the_json_string_of_its_text() {
+    fn a_texts_json_is_the_json_string_of_its_text() {
         let raw = "quotes \" backslash \\ newline \n tab \t control \u{1} emoji 🙂";
-        let message = PromptMessage {
-            role: Role::User,
-            content: Text::new(raw),
-        };
-        let json = serde_json::to_string(&message).unwrap();
-        let expected = serde_json::json!({"role": "user", "content": raw});
+        let text = Text::new(raw);
         assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
-            expected
+            serde_json::from_str::<serde_json::Value>(text.json()).unwrap(),
+            serde_json::json!(raw)
         );
-        assert_eq!(&*message.content, raw);
+        assert_eq!(&*text, raw);
+    }
+
+    /// What the messages are as JSON, made by serde_json from `iter`: the
+    /// check on `write_json`, which writes them by hand.
+    fn as_json(messages: &Messages) -> serde_json::Value {
+        messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
+            .collect()
     }
 
     fn said(from_assistant: bool, text: &str) -> HistoryMessage {
@@ -662,7 +652,7 @@ mod text_tests {
             {"role": "assistant", "content": "first answer"},
             {"role": "user", "content": "second question"},
         ]);
-        assert_eq!(serde_json::to_value(&messages).unwrap(), expected);
+        assert_eq!(as_json(&messages), expected);
         assert_eq!(written(&messages, true), expected);
         assert_eq!(
             written(&messages, false),
@@ -683,7 +673,7 @@ mod text_tests {
         ];
         for history in histories {
             let messages = messages(history.iter().map(|&(a, t)| said(a, t)).collect());
-            let serialised = serde_json::to_value(&messages).unwrap();
+            let serialised = as_json(&messages);
             assert_eq!(written(&messages, true), serialised, "{history:?}");
             let without_system = serialised.as_array().unwrap()[1..].to_vec();
             assert_eq!(

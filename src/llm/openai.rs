@@ -94,7 +94,7 @@ fn chat_body(request: &Request, stream: bool) -> Vec<u8> {
     body.extend_from_slice(b",\"messages\":");
     request.messages.write_json(&mut body, true);
     body.extend_from_slice(b",\"stream\":");
-    body.extend_from_slice(if stream { b"true" } else { b"false" });
+    super::write_json_value(&mut body, &stream);
     body.extend_from_slice(b",\"max_tokens\":");
     super::write_json_value(&mut body, &request.max_tokens);
     if stream {
