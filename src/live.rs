@@ -23,7 +23,8 @@ use crate::store::workspace_files::WorkspaceFile;
 
 /// At most this many messages of a conversation go into a prompt.
 pub const MAX_HISTORY_MESSAGES: usize = 200;
-/// Conversations kept at most; beyond, some are dropped (and read again).
+/// Conversations kept at most; beyond, the least recently used are dropped
+/// (and read again when next used).
 const MAX_CONVERSATIONS: usize = 10_000;
 /// Bytes of message text kept at most, over all conversations.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -75,12 +76,10 @@ pub fn trim_window(window: &mut Window, budget: u64) -> usize {
 }
 
 enum Slot {
-    Ready(Arc<Live>),
+    /// `used`: when a turn last used it, on `Inner::clock`.
+    Ready { live: Arc<Live>, used: u64 },
     /// A fill is reading the database; `spoiled` once a write landed meanwhile.
-    Filling {
-        fill: u64,
-        spoiled: bool,
-    },
+    Filling { fill: u64, spoiled: bool },
 }
 
 #[derive(Default)]
@@ -88,29 +87,50 @@ struct Inner {
     slots: HashMap<String, Slot>,
     bytes: usize,
     fills: u64,
+    /// Counts uses of kept conversations, to tell the least recently used.
+    clock: u64,
 }
 
 impl Inner {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
     fn remove(&mut self, id: &str) {
-        if let Some(Slot::Ready(live)) = self.slots.remove(id) {
+        if let Some(Slot::Ready { live, .. }) = self.slots.remove(id) {
             self.bytes = self.bytes.saturating_sub(live.bytes());
         }
     }
 
-    /// Makes room for `incoming` bytes by dropping some kept conversations.
+    /// Makes room for `incoming` bytes. Over a limit, it drops the tenth of
+    /// the kept conversations that were used least recently, so that finding
+    /// them (a pass over all) is paid once per many conversations dropped,
+    /// and the conversations in use stay.
     fn make_room(&mut self, incoming: usize) {
-        while !self.slots.is_empty()
-            && (self.slots.len() >= MAX_CONVERSATIONS || self.bytes + incoming > MAX_BYTES)
-        {
-            let Some(victim) = self
+        while self.slots.len() >= MAX_CONVERSATIONS || self.bytes + incoming > MAX_BYTES {
+            let mut stamps: Vec<u64> = self
                 .slots
-                .iter()
-                .find(|(_, slot)| matches!(slot, Slot::Ready(_)))
-                .map(|(id, _)| id.clone())
-            else {
+                .values()
+                .filter_map(|slot| match slot {
+                    Slot::Ready { used, .. } => Some(*used),
+                    Slot::Filling { .. } => None,
+                })
+                .collect();
+            if stamps.is_empty() {
                 break;
-            };
-            self.remove(&victim);
+            }
+            let dropped = stamps.len().div_ceil(10);
+            let (_, &mut newest_dropped, _) = stamps.select_nth_unstable(dropped - 1);
+            let mut freed = 0;
+            self.slots.retain(|_, slot| match slot {
+                Slot::Ready { live, used } if *used <= newest_dropped => {
+                    freed += live.bytes();
+                    false
+                }
+                _ => true,
+            });
+            self.bytes = self.bytes.saturating_sub(freed);
         }
     }
 
@@ -123,7 +143,8 @@ impl Inner {
         self.remove(&id);
         self.make_room(bytes);
         self.bytes += bytes;
-        self.slots.insert(id, Slot::Ready(live));
+        let used = self.tick();
+        self.slots.insert(id, Slot::Ready { live, used });
     }
 }
 
@@ -164,8 +185,12 @@ impl LiveConversations {
 
     pub fn lookup(&self, id: &str) -> Lookup<'_> {
         let mut inner = self.inner.lock();
-        match inner.slots.get(id) {
-            Some(Slot::Ready(live)) => Lookup::Ready(Arc::clone(live)),
+        let now = inner.tick();
+        match inner.slots.get_mut(id) {
+            Some(Slot::Ready { live, used }) => {
+                *used = now;
+                Lookup::Ready(Arc::clone(live))
+            }
             // Another turn is filling it: read without keeping.
             Some(Slot::Filling { .. }) => Lookup::Read(Fill {
                 live: self,
@@ -215,7 +240,7 @@ impl LiveConversations {
                 *spoiled = true;
                 return;
             }
-            Some(Slot::Ready(live)) => live,
+            Some(Slot::Ready { live, .. }) => live,
         };
         if live.last_seq + 1 != first_seq {
             // Turns on one conversation finished out of order: read it again.
@@ -250,7 +275,7 @@ impl LiveConversations {
         let mut inner = self.inner.lock();
         match inner.slots.get_mut(id) {
             Some(Slot::Filling { spoiled, .. }) => *spoiled = true,
-            Some(Slot::Ready(_)) => inner.remove(id),
+            Some(Slot::Ready { .. }) => inner.remove(id),
             None => {}
         }
     }
@@ -437,15 +462,46 @@ mod tests {
             .slots
             .values()
             .map(|slot| match slot {
-                Slot::Ready(kept) => kept.bytes(),
+                Slot::Ready { live: kept, .. } => kept.bytes(),
                 Slot::Filling { .. } => 0,
             })
             .sum();
         assert_eq!(inner.bytes, counted);
-        let Some(Slot::Ready(a)) = inner.slots.get("a") else {
+        let Some(Slot::Ready { live: a, .. }) = inner.slots.get("a") else {
             panic!("kept");
         };
         assert_eq!(a.window.len(), 3, "3 + 3 + 3 tokens fit a budget of 10");
+    }
+
+    #[test]
+    fn past_the_limit_the_least_recently_used_tenth_is_dropped() {
+        let live = LiveConversations::new(100);
+        for n in 0..MAX_CONVERSATIONS {
+            live.created(conversation(&format!("c{n}")));
+        }
+        assert!(ready(&live, "c0").is_some(), "a use makes c0 the newest");
+        live.created(conversation("new"));
+
+        let inner = live.inner.lock();
+        assert_eq!(
+            inner.slots.len(),
+            MAX_CONVERSATIONS - MAX_CONVERSATIONS / 10 + 1
+        );
+        for id in ["c0", "c1001", "c9999", "new"] {
+            assert!(inner.slots.contains_key(id), "{id} is kept");
+        }
+        for id in ["c1", "c500", "c1000"] {
+            assert!(!inner.slots.contains_key(id), "{id} is dropped");
+        }
+        let kept_bytes: usize = inner
+            .slots
+            .values()
+            .map(|slot| match slot {
+                Slot::Ready { live: kept, .. } => kept.bytes(),
+                Slot::Filling { .. } => 0,
+            })
+            .sum();
+        assert_eq!(inner.bytes, kept_bytes);
     }
 
     #[test]
