@@ -168,6 +168,39 @@ fn spec_templates() -> &'static [String] {
     })
 }
 
+/// The `Allow` header of a 405, for each path template the API documents:
+/// the methods its operations take, with HEAD wherever GET is (the router
+/// answers HEAD for them).
+fn allowed_methods(template: &str) -> Option<&'static HeaderValue> {
+    static ALLOWED: std::sync::OnceLock<Vec<(String, HeaderValue)>> = std::sync::OnceLock::new();
+    ALLOWED
+        .get_or_init(|| {
+            let spec: serde_json::Value =
+                serde_json::from_str(&service().spec()).unwrap_or_default();
+            let Some(paths) = spec["paths"].as_object() else {
+                return Vec::new();
+            };
+            paths
+                .iter()
+                .filter_map(|(template, operations)| {
+                    let mut methods: Vec<String> = operations
+                        .as_object()?
+                        .keys()
+                        .map(|method| method.to_ascii_uppercase())
+                        .collect();
+                    if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+                        methods.push("HEAD".into());
+                    }
+                    let value = HeaderValue::from_str(&methods.join(", ")).ok()?;
+                    Some((template.clone(), value))
+                })
+                .collect()
+        })
+        .iter()
+        .find(|(known, _)| known == template)
+        .map(|(_, value)| value)
+}
+
 /// The route template of a matched request, as the API documents it
 /// (`/conversations/{conversation_id}`): bounded labels, never raw ids.
 fn route_label(response: &Response) -> String {
@@ -255,6 +288,11 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     }
 
     let headers = response.headers_mut();
+    if status == 405
+        && let Some(allow) = allowed_methods(&route)
+    {
+        headers.insert(poem::http::header::ALLOW, allow.clone());
+    }
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),

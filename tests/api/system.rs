@@ -57,7 +57,22 @@ async fn unknown_paths_and_methods_are_json_errors() {
         "not_found"
     );
     let wrong_method = app.client.delete(app.url("/version")).send().await.unwrap();
+    assert_eq!(wrong_method.headers()["allow"], "GET, HEAD");
     assert_eq!(error_code(wrong_method, 405).await, "method_not_allowed");
+    let get_chat = app.get("/chat", None).await;
+    assert_eq!(get_chat.headers()["allow"], "POST");
+    assert_eq!(error_code(get_chat, 405).await, "method_not_allowed");
+    let put_conversation = app
+        .client
+        .put(app.url("/conversations/0190f1c2-0000-7000-8000-000000000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put_conversation.headers()["allow"], "GET, HEAD");
+    assert_eq!(
+        error_code(put_conversation, 405).await,
+        "method_not_allowed"
+    );
     let post_unknown = app
         .client
         .post(app.url("/nothing-here"))
