@@ -81,9 +81,10 @@ impl CustomizeConnection<Connection, rusqlite::Error> for Pragmas {
 /// The database file is read with pread, not mapped: in WAL mode a
 /// connection that sees another's commit drops what it holds of the file, and
 /// a mapping is then unmapped and mapped again, page faults and all, on every
-/// read after a write (about twice the kernel time per turn). Under steady
-/// writes the WAL grows until a checkpoint catches up with it; once it starts
-/// over, a WAL past 16 MiB is cut back to that.
+/// read after a write (about twice the kernel time per turn). The WAL file is
+/// not cut back while the server is busy: cutting a large file took ~50 ms,
+/// and every commit waited for it. The checkpointer cuts it once writes pause
+/// (`checkpoint_loop`).
 fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
@@ -91,8 +92,7 @@ fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA mmap_size = 0;
-         PRAGMA journal_size_limit = 16777216;",
+         PRAGMA mmap_size = 0;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -368,6 +368,15 @@ const MAX_BATCH: usize = 512;
 
 /// How long the checkpointer lets commits gather before it copies them.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Writes paused this long: the checkpointer folds the whole WAL back and
+/// empties its file.
+const QUIET_BEFORE_TRUNCATE: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(10)
+};
+/// How long the emptying waits for readers (new writes wait meanwhile).
+const TRUNCATE_PATIENCE: Duration = Duration::from_millis(200);
 /// WAL pages (4 KiB) past which the writer checkpoints by itself.
 const FALLBACK_CHECKPOINT_PAGES: i64 = 20_000;
 
@@ -422,14 +431,47 @@ fn control(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
 }
 
 /// Copies committed WAL frames into the database file a little after each
-/// burst of commits (PASSIVE: it never blocks the writer or readers). Ends
-/// when the writer does.
+/// burst of commits (PASSIVE: it never blocks the writer or readers). When
+/// writes pause, it also empties the WAL file, which otherwise keeps the size
+/// of the largest burst; that briefly holds new writes back, and gives up
+/// rather than wait long for readers. Ends when the writer does.
 fn checkpoint_loop(conn: &Connection, commits: &mpsc::Receiver<()>) {
-    while commits.recv().is_ok() {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        while commits.try_recv().is_ok() {}
-        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %err, "checkpointing the database");
+    let mut wal_in_use = false;
+    loop {
+        match commits.recv_timeout(QUIET_BEFORE_TRUNCATE) {
+            Ok(()) => {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                while commits.try_recv().is_ok() {}
+                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %err, "checkpointing the database");
+                }
+                wal_in_use = true;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if wal_in_use => {
+                wal_in_use = !empty_wal(conn);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Folds the whole WAL back into the database and empties its file; false
+/// when readers kept it from finishing (it is tried again later).
+fn empty_wal(conn: &Connection) -> bool {
+    let outcome = conn.busy_timeout(TRUNCATE_PATIENCE).and_then(|()| {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
+    if let Err(err) = conn.busy_timeout(Duration::from_secs(5)) {
+        tracing::warn!(error = %err, "configuring the database checkpointer");
+    }
+    match outcome {
+        Ok(busy) => busy == 0,
+        Err(err) => {
+            tracing::debug!(error = %err, "emptying the database's WAL");
+            false
         }
     }
 }
@@ -541,3 +583,58 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<i64> {
 
 /// Shared handle type for the state.
 pub type SharedStore = Arc<Store>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_bytes(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("magdi.db-wal")).map_or(0, |m| m.len())
+    }
+
+    #[tokio::test]
+    async fn the_wal_keeps_its_size_while_writes_go_on_and_is_emptied_when_they_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for n in 0..50 {
+            store
+                .write(move |conn| {
+                    conn.execute(
+                        "INSERT INTO id_counters (name, value) VALUES (?1, ?2)",
+                        rusqlite::params![format!("n{n}"), n],
+                    )
+                    .map(drop)
+                    .map_err(db_err)
+                })
+                .await
+                .unwrap();
+        }
+        let written = wal_bytes(dir.path());
+        assert!(written > 0, "the commits went to the WAL");
+
+        // Past the checkpoint, before the pause is long enough: still there.
+        tokio::time::sleep(CHECKPOINT_EVERY + Duration::from_millis(50)).await;
+        assert!(wal_bytes(dir.path()) >= written);
+
+        let deadline = std::time::Instant::now() + QUIET_BEFORE_TRUNCATE * 20;
+        while wal_bytes(dir.path()) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was not emptied"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let rows: i64 = store
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT COUNT(*) FROM id_counters WHERE name LIKE 'n%'",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(db_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 50, "everything written is in the database file");
+    }
+}
