@@ -134,6 +134,9 @@ pub struct HistoryMessage {
     pub content_tokens: u64,
 }
 
+/// Room a window's JSON keeps beyond what it holds after dropping messages.
+const SPARE_JSON_BYTES: usize = 4096;
+
 /// A conversation's recent messages, oldest first, with their prompt form as
 /// JSON kept in one buffer. A turn copies its history into the request as one
 /// run of bytes: read from one allocation per message, as before, it missed
@@ -171,6 +174,11 @@ impl Window {
         if first > self.json.len() / 2 {
             self.json.drain(..first);
             self.starts.iter_mut().for_each(|start| *start -= first);
+            // A long message dropped leaves its room behind: give it back, or
+            // every conversation that once held one keeps it for good.
+            if self.json.capacity() > 2 * self.json.len() + SPARE_JSON_BYTES {
+                self.json.shrink_to(self.json.len() + SPARE_JSON_BYTES);
+            }
         }
         dropped
     }
@@ -719,5 +727,22 @@ mod text_tests {
         assert!(window.is_empty() && window.json_from(0).is_empty());
         window.push_back(said(false, "again"));
         assert_eq!(texts(&window), ["again"]);
+    }
+
+    #[test]
+    fn a_long_message_dropped_gives_its_room_back() {
+        let mut window = Window::default();
+        window.push_back(said(false, &"x".repeat(1 << 20)));
+        window.push_back(said(true, "a short reply"));
+        window.drop_oldest(1);
+        assert_eq!(window.len(), 1);
+        assert!(
+            window.json.capacity() <= window.json.len() + super::SPARE_JSON_BYTES,
+            "{} bytes kept for {}",
+            window.json.capacity(),
+            window.json.len()
+        );
+        window.push_back(said(false, "next"));
+        assert_eq!(window.json_from(0).len(), window.json.len());
     }
 }
