@@ -86,7 +86,9 @@ fn docs() -> impl Endpoint {
     let service = service();
     Route::new().at(
         "/",
-        poem::endpoint::make_sync(move |_| poem::web::Html(service.swagger_ui_html())),
+        poem::get(poem::endpoint::make_sync(move |_| {
+            poem::web::Html(service.swagger_ui_html())
+        })),
     )
 }
 
@@ -97,7 +99,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let cors_origins = state.settings.cors_origins.clone();
     let route = Route::new()
         .nest("/", api)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .nest("/docs", docs());
 
     let cors = (!cors_origins.is_empty()).then(|| {
@@ -180,6 +182,8 @@ fn allowed_methods(template: &str) -> Option<&'static HeaderValue> {
             let Some(paths) = spec["paths"].as_object() else {
                 return Vec::new();
             };
+            let pages = ["/openapi.json", "/docs", ui::FILE_ROUTE]
+                .map(|page| (page.to_owned(), HeaderValue::from_static("GET, HEAD")));
             paths
                 .iter()
                 .filter_map(|(template, operations)| {
@@ -194,6 +198,7 @@ fn allowed_methods(template: &str) -> Option<&'static HeaderValue> {
                     let value = HeaderValue::from_str(&methods.join(", ")).ok()?;
                     Some((template.clone(), value))
                 })
+                .chain(pages)
                 .collect()
         })
         .iter()
@@ -228,9 +233,17 @@ fn route_label(response: &Response) -> String {
     named.cloned().unwrap_or_else(|| "unmatched".to_owned())
 }
 
+/// Marks a HEAD request: the router hands it to the GET handler as a GET, and
+/// a handler that acts on sending its body must know that nothing is sent.
+#[derive(Clone, Copy)]
+pub(crate) struct HeadOnly;
+
 /// Metrics, one log line per request, and the headers every answer carries.
-async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let started = Instant::now();
+    if req.method() == Method::HEAD {
+        req.set_data(HeadOnly);
+    }
     // Any token is a valid HTTP method: name only the standard ones, so that
     // made-up methods cannot grow the metrics' label sets.
     let method = match *req.method() {
@@ -253,7 +266,7 @@ async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let status = response.status().as_u16();
     let mut route = route_label(&response);
     if route == "unmatched" && (path == "/" || ui::is_ui_file(&path)) {
-        route = "/{ui_file}".into();
+        route = ui::FILE_ROUTE.into();
     } else if path.starts_with("/docs") {
         route = "/docs".into();
     }

@@ -80,10 +80,6 @@ fn load(state: &AppState, path: &str) -> Option<(Cow<'static, [u8]>, String)> {
 }
 
 fn serve(state: &AppState, req: &Request, path: &str) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return ApiError::not_found("not_found", "There is nothing at this address.")
-            .into_response();
-    }
     let Some((bytes, etag)) = load(state, path) else {
         return ApiError::not_found("not_found", "There is nothing at this address.")
             .into_response();
@@ -104,11 +100,22 @@ fn serve(state: &AppState, req: &Request, path: &str) -> Response {
     builder.body(bytes.into_owned())
 }
 
+/// How the UI's files are named in metrics and logs.
+pub const FILE_ROUTE: &str = "/{ui_file}";
+
 /// Serves the UI's files before routing, so that they need no route of their
 /// own next to the API's; everything else goes on to the API.
 pub async fn files_first<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let path = req.uri().path();
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if !is_read && (path == "/" || is_ui_file(path)) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This address does not take that method.",
+        )
+        .into());
+    }
     if is_read && let Some(state) = req.data::<AppState>().cloned() {
         let file = if path == "/" {
             "index.html"

@@ -73,6 +73,27 @@ async fn unknown_paths_and_methods_are_json_errors() {
         error_code(put_conversation, 405).await,
         "method_not_allowed"
     );
+    // The pages beside the API take GET (and HEAD) only, too.
+    for (method, path) in [
+        (reqwest::Method::POST, "/"),
+        (reqwest::Method::DELETE, "/index.html"),
+        (reqwest::Method::DELETE, "/openapi.json"),
+        (reqwest::Method::PUT, "/docs"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], "GET, HEAD", "{method} {path}");
+        assert_eq!(error_code(response, 405).await, "method_not_allowed");
+    }
+    for path in ["/", "/openapi.json", "/docs"] {
+        assert_eq!(app.get(path, None).await.status(), 200, "GET {path}");
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+    }
     let post_unknown = app
         .client
         .post(app.url("/nothing-here"))
