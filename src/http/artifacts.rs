@@ -91,6 +91,7 @@ impl ArtifactsApi {
     #[oai(path = "/api/download", method = "get", operation_id = "download")]
     async fn download(
         &self,
+        req: &poem::Request,
         auth: BearerAuth,
         state: Data<&AppState>,
         /// The artifact's id, from a chat answer or a conversation.
@@ -132,7 +133,10 @@ impl ArtifactsApi {
             Err(StoreError::NotFound) => return Err(not_found()),
             Err(err) => return Err(err.into()),
         };
-        if disposable && !found.artifact.disposable {
+        // HEAD sends no body: nothing to delete after it, and no reason to
+        // make the artifact disposable.
+        let sends_body = req.data::<super::HeadOnly>().is_none();
+        if disposable && sends_body && !found.artifact.disposable {
             let id = zip_id.clone();
             state
                 .store
@@ -154,7 +158,7 @@ impl ArtifactsApi {
         };
         let size = file.metadata().await.map_err(ApiError::internal)?.len();
 
-        let delete_after = disposable || found.artifact.disposable;
+        let delete_after = sends_body && (disposable || found.artifact.disposable);
         // A disposable artifact is sent to one download at a time; while one
         // runs, it is as good as gone for everyone else.
         let claim = if delete_after {

@@ -113,6 +113,28 @@ async fn a_disposable_artifact_downloads_once() {
 }
 
 #[tokio::test]
+async fn a_head_request_leaves_a_disposable_download_in_place() {
+    let (app, fake, account) = setup().await;
+    let (_, zip_id) = conversation_with_artifact(&app, &fake, &account).await;
+    let head = app
+        .client
+        .head(app.url(&format!("/api/download?zip_id={zip_id}&disposable=1")))
+        .bearer_auth(&account.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers()["content-length"].to_str().unwrap() != "0");
+    for _ in 0..2 {
+        let download = app.download(&account.token, &zip_id, false).await;
+        assert_eq!(download.status(), 200);
+        assert!(!download.bytes().await.unwrap().is_empty());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(app.count_rows("artifacts"), 1, "neither made it disposable");
+}
+
+#[tokio::test]
 async fn another_users_artifact_is_not_found() {
     let (app, fake, account) = setup().await;
     let (_, zip_id) = conversation_with_artifact(&app, &fake, &account).await;
