@@ -158,52 +158,49 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Resp
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// The API's path templates as the OpenAPI document names them.
-fn spec_templates() -> &'static [String] {
-    static TEMPLATES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    TEMPLATES.get_or_init(|| {
+/// A path of the API as the OpenAPI document names it
+/// (`/conversations/{conversation_id}`), with the methods it takes as a 405's
+/// `Allow` header lists them: HEAD wherever GET is, since the router answers
+/// HEAD for those.
+struct DocumentedPath {
+    template: String,
+    allow: HeaderValue,
+}
+
+/// The API's paths, then the pages beside it, which take GET only.
+fn documented_paths() -> &'static [DocumentedPath] {
+    static PATHS: std::sync::OnceLock<Vec<DocumentedPath>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
         let spec: serde_json::Value = serde_json::from_str(&service().spec()).unwrap_or_default();
-        spec["paths"]
-            .as_object()
-            .map(|paths| paths.keys().cloned().collect())
-            .unwrap_or_default()
+        let api = spec["paths"].as_object().into_iter().flatten();
+        let api = api.filter_map(|(template, operations)| {
+            let mut methods: Vec<String> = operations
+                .as_object()?
+                .keys()
+                .map(|method| method.to_ascii_uppercase())
+                .collect();
+            if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+                methods.push("HEAD".into());
+            }
+            Some(DocumentedPath {
+                template: template.clone(),
+                allow: HeaderValue::from_str(&methods.join(", ")).ok()?,
+            })
+        });
+        let pages = ["/openapi.json", "/docs", ui::FILE_ROUTE].map(|page| DocumentedPath {
+            template: page.to_owned(),
+            allow: HeaderValue::from_static("GET, HEAD"),
+        });
+        api.chain(pages).collect()
     })
 }
 
-/// The `Allow` header of a 405, for each path template the API documents:
-/// the methods its operations take, with HEAD wherever GET is (the router
-/// answers HEAD for them).
+/// The `Allow` header of a 405 on the path `template`.
 fn allowed_methods(template: &str) -> Option<&'static HeaderValue> {
-    static ALLOWED: std::sync::OnceLock<Vec<(String, HeaderValue)>> = std::sync::OnceLock::new();
-    ALLOWED
-        .get_or_init(|| {
-            let spec: serde_json::Value =
-                serde_json::from_str(&service().spec()).unwrap_or_default();
-            let Some(paths) = spec["paths"].as_object() else {
-                return Vec::new();
-            };
-            let pages = ["/openapi.json", "/docs", ui::FILE_ROUTE]
-                .map(|page| (page.to_owned(), HeaderValue::from_static("GET, HEAD")));
-            paths
-                .iter()
-                .filter_map(|(template, operations)| {
-                    let mut methods: Vec<String> = operations
-                        .as_object()?
-                        .keys()
-                        .map(|method| method.to_ascii_uppercase())
-                        .collect();
-                    if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
-                        methods.push("HEAD".into());
-                    }
-                    let value = HeaderValue::from_str(&methods.join(", ")).ok()?;
-                    Some((template.clone(), value))
-                })
-                .chain(pages)
-                .collect()
-        })
+    documented_paths()
         .iter()
-        .find(|(known, _)| known == template)
-        .map(|(_, value)| value)
+        .find(|path| path.template == template)
+        .map(|path| &path.allow)
 }
 
 /// The route template of a matched request, as the API documents it
@@ -222,7 +219,8 @@ fn route_label(response: &Response) -> String {
         return pattern.0.to_string();
     }
     // The router names parameters by position; the spec has their names.
-    let named = spec_templates().iter().find(|template| {
+    let mut templates = documented_paths().iter().map(|path| &path.template);
+    let named = templates.find(|template| {
         let parts: Vec<&str> = template.split('/').collect();
         parts.len() == segments.len()
             && parts
