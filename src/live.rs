@@ -458,15 +458,7 @@ mod tests {
         }
         live.appended("b", 1, &turn("hi", "hello"));
         let inner = live.inner.lock();
-        let counted: usize = inner
-            .slots
-            .values()
-            .map(|slot| match slot {
-                Slot::Ready { live: kept, .. } => kept.bytes(),
-                Slot::Filling { .. } => 0,
-            })
-            .sum();
-        assert_eq!(inner.bytes, counted);
+        assert_eq!(inner.bytes, bytes_of_kept(&inner));
         let Some(Slot::Ready { live: a, .. }) = inner.slots.get("a") else {
             panic!("kept");
         };
@@ -493,15 +485,19 @@ mod tests {
         for id in ["c1", "c500", "c1000"] {
             assert!(!inner.slots.contains_key(id), "{id} is dropped");
         }
-        let kept_bytes: usize = inner
+        assert_eq!(inner.bytes, bytes_of_kept(&inner));
+    }
+
+    /// What the kept conversations hold, counted afresh.
+    fn bytes_of_kept(inner: &Inner) -> usize {
+        inner
             .slots
             .values()
             .map(|slot| match slot {
                 Slot::Ready { live: kept, .. } => kept.bytes(),
                 Slot::Filling { .. } => 0,
             })
-            .sum();
-        assert_eq!(inner.bytes, kept_bytes);
+            .sum()
     }
 
     #[test]
