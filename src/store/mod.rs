@@ -78,6 +78,9 @@ impl CustomizeConnection<Connection, rusqlite::Error> for Pragmas {
     }
 }
 
+/// How long a connection waits for another's lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The database file is read with pread, not mapped: in WAL mode a
 /// connection that sees another's commit drops what it holds of the file, and
 /// a mapping is then unmapped and mapped again, page faults and all, on every
@@ -86,7 +89,7 @@ impl CustomizeConnection<Connection, rusqlite::Error> for Pragmas {
 /// and every commit waited for it. The checkpointer cuts it once writes pause
 /// (`checkpoint_loop`).
 fn apply_pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
@@ -464,7 +467,7 @@ fn empty_wal(conn: &Connection) -> bool {
             row.get::<_, i64>(0)
         })
     });
-    if let Err(err) = conn.busy_timeout(Duration::from_secs(5)) {
+    if let Err(err) = conn.busy_timeout(BUSY_TIMEOUT) {
         tracing::warn!(error = %err, "configuring the database checkpointer");
     }
     match outcome {
