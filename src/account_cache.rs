@@ -3,21 +3,28 @@
 //! of a chat turn, and after every commit it fetched its pages again.
 //!
 //! The server forgets an account it changes itself. The command line changes
-//! accounts from another process, and says so by replacing the file
-//! [`MARKER`] in the data directory; every lookup looks at that file first
-//! (one `stat`), and a new file empties the cache. A change is therefore seen
-//! by the first request that starts after the command returns.
+//! accounts from another process, and says so by raising a counter kept in
+//! the file [`MARKER`] in the data directory. Both map the file into memory,
+//! so every lookup reads the counter without a system call, and a new value
+//! empties the cache. A change is therefore seen by the first request that
+//! starts after the command returns.
+//!
+//! Like SQLite's own shared-memory file beside the database, the marker must
+//! not be cut short by hand while the server runs.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
 use crate::store::users::User;
 
-/// The file the command line replaces after changing an account.
+/// The file whose counter the command line raises after changing an account.
 pub const MARKER: &str = "accounts.changed";
 
 /// More accounts than this in memory and the cache starts over.
@@ -25,39 +32,57 @@ const MAX_ACCOUNTS: usize = 10_000;
 
 /// The cache starts over this often whatever the marker says, which bounds
 /// how long a change the server was not told of (the command line could not
-/// write the marker) goes unseen.
+/// raise the counter) goes unseen.
 const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Which marker file a lookup saw: each replacement is a new file, so its
-/// inode and times differ from the one before.
-type Stamp = Option<[i64; 6]>;
+/// The marker's counter, mapped into memory.
+struct Marker {
+    map: MmapRaw,
+}
 
-fn stamp(marker: &Path) -> Stamp {
-    std::fs::metadata(marker).ok().map(|m| {
-        [
-            m.dev() as i64,
-            m.ino() as i64,
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        ]
-    })
+impl Marker {
+    /// Opens the marker, making it (8 zero bytes) when it is missing or was
+    /// left empty by an older magdi.
+    fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let file: File = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(data_dir.join(MARKER))?;
+        if file.metadata()?.len() < 8 {
+            file.set_len(8)?;
+        }
+        let map = MmapOptions::new().len(8).map_raw(&file)?;
+        Ok(Self { map })
+    }
+
+    fn counter(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page-aligned, covers 8 bytes of the file
+        // (which exist) and lives as long as `self`; every process reads and
+        // writes them only through this atomic.
+        #[allow(unsafe_code)]
+        unsafe {
+            AtomicU64::from_ptr(self.map.as_mut_ptr().cast::<u64>())
+        }
+    }
+
+    fn read(&self) -> u64 {
+        self.counter().load(Ordering::Acquire)
+    }
 }
 
 /// Says to a running server that accounts changed (the command line).
 pub fn mark_changed(data_dir: &Path) -> std::io::Result<()> {
-    let fresh = data_dir.join(format!("{MARKER}.{}", std::process::id()));
-    let placed =
-        std::fs::write(&fresh, b"").and_then(|()| std::fs::rename(&fresh, data_dir.join(MARKER)));
-    if placed.is_err() {
-        let _ = std::fs::remove_file(&fresh);
-    }
-    placed
+    Marker::open(data_dir)?
+        .counter()
+        .fetch_add(1, Ordering::AcqRel);
+    Ok(())
 }
 
 struct Inner {
-    seen: Stamp,
+    seen: u64,
     since: Instant,
     /// Raised by every change the server makes, so that a read that started
     /// before a change does not put the old account back.
@@ -66,45 +91,45 @@ struct Inner {
 }
 
 pub struct AccountCache {
-    marker: PathBuf,
+    marker: Marker,
     inner: Mutex<Inner>,
 }
 
 /// What a lookup that missed saw; hand it back with the account it read.
 #[derive(Debug)]
 pub struct Miss {
-    seen: Stamp,
+    seen: u64,
     epoch: u64,
 }
 
-/// Names the marker only: the accounts hold password hashes.
+/// Names the count of changes only: the accounts hold password hashes.
 impl std::fmt::Debug for AccountCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountCache")
-            .field("marker", &self.marker)
+            .field("changes", &self.marker.read())
             .finish_non_exhaustive()
     }
 }
 
 impl AccountCache {
-    pub fn new(data_dir: &Path) -> Self {
-        let marker = data_dir.join(MARKER);
+    pub fn new(data_dir: &Path) -> std::io::Result<Self> {
+        let marker = Marker::open(data_dir)?;
         let inner = Inner {
-            seen: stamp(&marker),
+            seen: marker.read(),
             since: Instant::now(),
             epoch: 0,
             accounts: HashMap::new(),
         };
-        Self {
+        Ok(Self {
             marker,
             inner: Mutex::new(inner),
-        }
+        })
     }
 
     /// The account `id` as last read, or what to hand to [`Self::keep`] after
     /// reading it.
     pub fn get(&self, id: i64) -> Result<User, Miss> {
-        let now = stamp(&self.marker);
+        let now = self.marker.read();
         let mut inner = self.inner.lock();
         if inner.seen != now || inner.since.elapsed() > MAX_AGE {
             inner.seen = now;
@@ -162,7 +187,7 @@ mod tests {
     #[test]
     fn a_kept_account_is_answered_until_the_command_line_marks_a_change() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = AccountCache::new(dir.path());
+        let cache = AccountCache::new(dir.path()).unwrap();
         let miss = cache.get(7).unwrap_err();
         cache.keep(miss, &user(7, false));
         assert!(!cache.get(7).unwrap().disabled);
@@ -195,7 +220,7 @@ mod tests {
     #[test]
     fn a_read_that_raced_a_change_is_not_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = AccountCache::new(dir.path());
+        let cache = AccountCache::new(dir.path()).unwrap();
 
         let before_server_change = cache.get(1).unwrap_err();
         cache.forget(1);

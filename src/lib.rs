@@ -70,7 +70,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         catalog,
         providers,
         tokens,
-        accounts: account_cache::AccountCache::new(&settings.data_dir),
+        accounts: account_cache::AccountCache::new(&settings.data_dir)
+            .context("opening the accounts marker in the data directory")?,
         hasher: accounts::Hasher::new(),
         login_guard: accounts::LoginGuard::default(),
         quota: Arc::new(quota::Quota::default()),
