@@ -84,16 +84,6 @@ pub fn exists(conn: &Connection, id: &str) -> StoreResult<bool> {
         .map_err(db_err)
 }
 
-/// `NotFound` unless the conversation exists and belongs to `user_id`; reads
-/// nothing else.
-pub fn ensure_owned(conn: &Connection, id: &str, user_id: i64) -> StoreResult<()> {
-    conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1 AND user_id = ?2")
-        .and_then(|mut stmt| stmt.exists(params![id, user_id]))
-        .map_err(db_err)?
-        .then_some(())
-        .ok_or(StoreError::NotFound)
-}
-
 /// Ends a conversation (once); returns it as it is afterwards.
 pub fn end(conn: &Connection, id: &str, user_id: i64, now: &str) -> StoreResult<Conversation> {
     conn.prepare_cached(
@@ -260,6 +250,50 @@ pub fn append_messages(
     new_messages: &[NewMessage],
 ) -> StoreResult<i64> {
     let next_seq = last_seq(conn, conversation_id)? + 1;
+    insert_messages(conn, conversation_id, next_seq, new_messages)?;
+    touch_for(conn, conversation_id, new_messages)?;
+    Ok(next_seq)
+}
+
+/// As [`append_messages`], but `NotFound` unless the conversation exists and
+/// belongs to `user_id`. One statement checks the owner, finds the next `seq`
+/// and tells whether the row must be touched, so that most turns leave the
+/// conversation's row alone.
+pub fn append_owned_messages(
+    conn: &Connection,
+    conversation_id: &str,
+    user_id: i64,
+    new_messages: &[NewMessage],
+) -> StoreResult<i64> {
+    let now = newest_time(new_messages);
+    let (last, stale): (i64, bool) = conn
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1),
+                    title IS NULL OR updated_at < ?3
+             FROM conversations WHERE id = ?1 AND user_id = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![conversation_id, user_id, a_minute_before(&now)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+    insert_messages(conn, conversation_id, last + 1, new_messages)?;
+    if stale {
+        touch_for(conn, conversation_id, new_messages)?;
+    }
+    Ok(last + 1)
+}
+
+fn insert_messages(
+    conn: &Connection,
+    conversation_id: &str,
+    first_seq: i64,
+    new_messages: &[NewMessage],
+) -> StoreResult<()> {
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO messages (id, conversation_id, seq, role, content, content_tokens, llm_model,
@@ -273,7 +307,7 @@ pub fn append_messages(
             .execute(params![
                 m.id,
                 conversation_id,
-                next_seq + offset as i64,
+                first_seq + offset as i64,
                 m.role,
                 m.content,
                 i64::try_from(m.content_tokens).unwrap_or(i64::MAX),
@@ -286,28 +320,48 @@ pub fn append_messages(
             ])
             .map_err(db_err)?;
     }
+    Ok(())
+}
+
+fn newest_time(new_messages: &[NewMessage]) -> String {
+    new_messages
+        .last()
+        .map(|m| m.created_at.clone())
+        .unwrap_or_default()
+}
+
+/// A minute before `now` (an RFC 3339 time); `now` itself if it is not one.
+fn a_minute_before(now: &str) -> String {
+    crate::time::parse(now)
+        .map(|at| crate::time::rfc3339(at - chrono::Duration::minutes(1)))
+        .unwrap_or_else(|| now.to_owned())
+}
+
+/// Marks the conversation touched by `new_messages`, and titles it after the
+/// first user message when it has no title yet.
+fn touch_for(
+    conn: &Connection,
+    conversation_id: &str,
+    new_messages: &[NewMessage],
+) -> StoreResult<()> {
     let title = new_messages
         .iter()
         .find(|m| m.role == "user")
         .map(|m| crate::conversation::title_of(&m.content));
-    let now = new_messages
-        .last()
-        .map(|m| m.created_at.clone())
-        .unwrap_or_default();
+    let now = newest_time(new_messages);
     // `updated_at` only tells the sweeper that a workspace is in use (its
     // retention is counted in days), so a busy conversation's row, and its
     // entry in the `updated_at` index, is rewritten at most once a minute
     // rather than on every turn.
-    let recently = crate::time::parse(&now)
-        .map(|at| crate::time::rfc3339(at - chrono::Duration::minutes(1)))
-        .unwrap_or_else(|| now.clone());
     conn.prepare_cached(
         "UPDATE conversations SET updated_at = ?2, title = COALESCE(title, ?3)
          WHERE id = ?1 AND (title IS NULL OR updated_at < ?4)",
     )
-    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title, recently]))
+    .and_then(|mut stmt| {
+        stmt.execute(params![conversation_id, now, title, a_minute_before(&now)])
+    })
     .map_err(db_err)?;
-    Ok(next_seq)
+    Ok(())
 }
 
 /// Marks a conversation touched (an upload), so that its workspace is not swept.
@@ -342,8 +396,8 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn a_busy_conversation_is_marked_touched_at_most_once_a_minute() {
+    /// A database with user 1 and their conversation "c", untitled.
+    fn one_conversation() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("magdi.db");
         crate::store::migrate_up_to(&path, i32::MAX).unwrap();
@@ -353,7 +407,6 @@ mod tests {
             [],
         )
         .unwrap();
-        let start = "2026-12-04T10:00:00.000000Z";
         insert(
             &conn,
             &Conversation {
@@ -365,12 +418,17 @@ mod tests {
                 llm_model: "m".into(),
                 status: "active".into(),
                 title: None,
-                created_at: start.into(),
+                created_at: "2026-12-04T10:00:00.000000Z".into(),
                 ended_at: None,
             },
         )
         .unwrap();
+        (dir, conn)
+    }
 
+    #[test]
+    fn a_busy_conversation_is_marked_touched_at_most_once_a_minute() {
+        let (_dir, conn) = one_conversation();
         let first = "2026-12-04T10:00:10.000000Z";
         assert_eq!(
             append_messages(&conn, "c", &[message("user", "hello", first)]).unwrap(),
@@ -398,5 +456,49 @@ mod tests {
             .query_row("SELECT title FROM conversations", [], |row| row.get(0))
             .unwrap();
         assert_eq!(title, "hello");
+    }
+
+    #[test]
+    fn appending_as_the_owner_numbers_titles_and_touches_like_any_append() {
+        let (_dir, conn) = one_conversation();
+        let first = "2026-12-04T10:00:10.000000Z";
+        assert!(matches!(
+            append_owned_messages(&conn, "c", 2, &[message("user", "not yours", first)]),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            append_owned_messages(&conn, "other", 1, &[message("user", "nowhere", first)]),
+            Err(StoreError::NotFound)
+        ));
+        assert!(messages(&conn, "c").unwrap().is_empty());
+
+        let turn = [
+            message("user", "hello", first),
+            message("assistant", "hi", first),
+        ];
+        assert_eq!(append_owned_messages(&conn, "c", 1, &turn).unwrap(), 1);
+        assert_eq!(updated_at(&conn), first);
+        let soon = "2026-12-04T10:00:50.000000Z";
+        assert_eq!(
+            append_owned_messages(&conn, "c", 1, &[message("user", "again", soon)]).unwrap(),
+            3
+        );
+        assert_eq!(updated_at(&conn), first, "within a minute the row is left alone");
+        let later = "2026-12-04T10:01:11.000000Z";
+        assert_eq!(
+            append_owned_messages(&conn, "c", 1, &[message("user", "later", later)]).unwrap(),
+            4
+        );
+        assert_eq!(updated_at(&conn), later);
+        let title: String = conn
+            .query_row("SELECT title FROM conversations", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(title, "hello");
+        let contents: Vec<_> = messages(&conn, "c")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.content)
+            .collect();
+        assert_eq!(contents, ["hello", "hi", "again", "later"]);
     }
 }
