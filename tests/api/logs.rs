@@ -1,5 +1,6 @@
 //! Nothing secret reaches the log: passwords, tokens, the provider's API key
-//! and uploaded file contents, at every log level.
+//! and uploaded file contents, at every log level. A log written to a file is
+//! plain text.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -121,6 +122,10 @@ async fn no_secret_reaches_the_log_at_any_level() {
     let _ = child.wait();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.lines().count() > 10, "the trace log has lines:\n{log}");
+    assert!(
+        !log.contains('\u{1b}') && log.contains(" INFO "),
+        "a log that is not a terminal holds plain text, without colour codes:\n{log}"
+    );
     for (what, secret) in [
         ("password", password),
         ("token", token.as_str()),
