@@ -28,7 +28,9 @@ impl Clock {
 
 /// The UTC day of an instant, as `YYYY-MM-DD`.
 pub fn utc_day(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d").to_string()
+    // A date's own display is `YYYY-MM-DD`; a format string would be parsed
+    // again on every turn.
+    at.date_naive().to_string()
 }
 
 /// The next UTC midnight after `at`, when the allowance resets.
@@ -210,6 +212,15 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_utc_day_is_the_date_in_utc_whatever_the_offset_it_was_read_with() {
+        let late = chrono::DateTime::parse_from_rfc3339("2026-12-05T23:59:59.999+00:00").unwrap();
+        assert_eq!(utc_day(late.with_timezone(&Utc)), "2026-12-05");
+        let early_elsewhere =
+            chrono::DateTime::parse_from_rfc3339("2027-01-01T00:30:00+02:00").unwrap();
+        assert_eq!(utc_day(early_elsewhere.with_timezone(&Utc)), "2026-12-31");
+    }
 
     #[test]
     fn parallel_reservations_stop_at_the_allowance() {
