@@ -795,8 +795,7 @@ pub async fn complete_turn(
         .write(move |conn| {
             // The user (and with them the conversation) may have been deleted
             // while the provider answered: then there is nothing to keep.
-            let first_seq =
-                store::conversations::append_owned_messages(conn, &id, user_id, &rows)?;
+            let first_seq = store::conversations::append_owned_messages(conn, &id, user_id, &rows)?;
             store::usage::add(conn, user_id, &day, &model_for_row, prompt, completion)?;
             if let Some((mut artifact, placed)) = artifact_row {
                 store::workspace_files::upsert(conn, &id, &placed, &artifact.created_at)?;

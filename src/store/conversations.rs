@@ -357,9 +357,7 @@ fn touch_for(
         "UPDATE conversations SET updated_at = ?2, title = COALESCE(title, ?3)
          WHERE id = ?1 AND (title IS NULL OR updated_at < ?4)",
     )
-    .and_then(|mut stmt| {
-        stmt.execute(params![conversation_id, now, title, a_minute_before(&now)])
-    })
+    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title, a_minute_before(&now)]))
     .map_err(db_err)?;
     Ok(())
 }
@@ -483,7 +481,11 @@ mod tests {
             append_owned_messages(&conn, "c", 1, &[message("user", "again", soon)]).unwrap(),
             3
         );
-        assert_eq!(updated_at(&conn), first, "within a minute the row is left alone");
+        assert_eq!(
+            updated_at(&conn),
+            first,
+            "within a minute the row is left alone"
+        );
         let later = "2026-12-04T10:01:11.000000Z";
         assert_eq!(
             append_owned_messages(&conn, "c", 1, &[message("user", "later", later)]).unwrap(),
