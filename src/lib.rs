@@ -121,6 +121,14 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// Whether a running Magdi holds the lock of `data_dir` (see `lock_data_dir`).
+pub fn data_dir_in_use(data_dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(data_dir.join("magdi.lock")) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// Serves an already built state (tests use it to reach inside).
 pub async fn serve(
     state: AppState,
