@@ -14,6 +14,7 @@ mod system;
 mod ui;
 mod usage;
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use poem::http::{HeaderValue, Method};
@@ -205,21 +206,24 @@ fn allowed_methods(template: &str) -> Option<&'static HeaderValue> {
 
 /// The route template of a matched request, as the API documents it
 /// (`/conversations/{conversation_id}`): bounded labels, never raw ids.
-fn route_label(response: &Response) -> String {
+fn route_label(response: &Response) -> Cow<'static, str> {
     let Some(pattern) = response
         .data::<poem::PathPattern>()
         .filter(|p| !p.0.is_empty())
     else {
-        return "unmatched".to_owned();
+        return Cow::Borrowed("unmatched");
     };
+    let mut templates = documented_paths().iter().map(|path| path.template.as_str());
     let segments: Vec<&str> = pattern.0.split('/').collect();
     let is_param =
         |part: &str| part.starts_with(':') || part.starts_with('{') || part.starts_with('*');
     if !segments.iter().any(|part| is_param(part)) {
-        return pattern.0.to_string();
+        return match templates.find(|template| *template == &*pattern.0) {
+            Some(template) => Cow::Borrowed(template),
+            None => Cow::Owned(pattern.0.to_string()),
+        };
     }
     // The router names parameters by position; the spec has their names.
-    let mut templates = documented_paths().iter().map(|path| &path.template);
     let named = templates.find(|template| {
         let parts: Vec<&str> = template.split('/').collect();
         parts.len() == segments.len()
@@ -228,7 +232,7 @@ fn route_label(response: &Response) -> String {
                 .zip(&segments)
                 .all(|(t, p)| t == p || (t.starts_with('{') && is_param(p)))
     });
-    named.cloned().unwrap_or_else(|| "unmatched".to_owned())
+    Cow::Borrowed(named.unwrap_or("unmatched"))
 }
 
 /// Marks a HEAD request: the router hands it to the GET handler as a GET, and
@@ -245,16 +249,16 @@ async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Respons
     // Any token is a valid HTTP method: name only the standard ones, so that
     // made-up methods cannot grow the metrics' label sets.
     let method = match *req.method() {
-        Method::GET
-        | Method::POST
-        | Method::PUT
-        | Method::DELETE
-        | Method::PATCH
-        | Method::HEAD
-        | Method::OPTIONS => req.method().to_string(),
-        _ => "other".to_owned(),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     };
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
     let state = req.data::<AppState>().cloned();
     let mut response = match next.call(req).await {
         Ok(response) => response.into_response(),
@@ -262,11 +266,12 @@ async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Respons
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    let path = uri.path();
     let mut route = route_label(&response);
-    if route == "unmatched" && (path == "/" || ui::is_ui_file(&path)) {
-        route = ui::FILE_ROUTE.into();
+    if route == "unmatched" && (path == "/" || ui::is_ui_file(path)) {
+        route = Cow::Borrowed(ui::FILE_ROUTE);
     } else if path.starts_with("/docs") {
-        route = "/docs".into();
+        route = Cow::Borrowed("/docs");
     }
 
     if let Some(state) = state {
@@ -274,7 +279,7 @@ async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Respons
             .metrics
             .http_requests
             .get_or_create(&HttpLabels {
-                method: method.clone(),
+                method,
                 route: route.clone(),
                 status,
             })
@@ -283,7 +288,7 @@ async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Respons
             .metrics
             .http_duration
             .get_or_create(&RouteLabels {
-                method: method.clone(),
+                method,
                 route: route.clone(),
             })
             .observe(elapsed.as_secs_f64());
