@@ -768,7 +768,7 @@ pub async fn complete_turn(
             llm_model: Some(model.clone()),
             prompt_tokens: Some(usage.prompt_tokens),
             completion_tokens: Some(usage.completion_tokens),
-            usage_raw: reported.and_then(|u| u.raw).map(|raw| raw.to_string()),
+            usage_raw: reported.and_then(|u| u.raw),
             error: None,
             created_at: crate::time::now_rfc3339(),
         },

@@ -109,7 +109,7 @@ fn usage_of(usage: &Value) -> Option<ReportedUsage> {
     Some(ReportedUsage {
         prompt_tokens: input,
         completion_tokens: output,
-        raw: Some(usage.clone()),
+        raw: Some(usage.to_string()),
     })
 }
 
@@ -195,7 +195,7 @@ async fn read_stream(
     let usage = input_tokens.map(|input| ReportedUsage {
         prompt_tokens: input,
         completion_tokens: output_tokens,
-        raw: Some(Value::Object(raw)),
+        raw: Some(Value::Object(raw).to_string()),
     });
     Ok(Reply { text, usage })
 }

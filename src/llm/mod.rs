@@ -319,12 +319,13 @@ pub struct Request {
     pub offline: OfflineContext,
 }
 
-/// Token counts as the provider reported them, with the raw JSON kept.
+/// Token counts as the provider reported them, with the raw JSON kept as
+/// the provider wrote it.
 #[derive(Debug, Clone, Default)]
 pub struct ReportedUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    pub raw: Option<serde_json::Value>,
+    pub raw: Option<String>,
 }
 
 /// A finished reply.

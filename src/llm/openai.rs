@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::sse::Parser;
 use super::{DeltaSink, Endpoint, LlmError, Reply, ReportedUsage, Request, next_chunk, send};
@@ -133,10 +134,21 @@ pub(crate) async fn read_body(
 struct Completion<'a> {
     #[serde(default, borrow)]
     choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<Value>,
+    /// Kept as the provider wrote it; only its two counts are read.
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
     #[serde(default)]
     error: Option<Value>,
+}
+
+/// The counts in a `usage` object; anything but a whole number counts as
+/// missing.
+#[derive(Deserialize)]
+struct UsageCounts {
+    #[serde(default)]
+    prompt_tokens: Option<Value>,
+    #[serde(default)]
+    completion_tokens: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -161,17 +173,18 @@ impl<'a> Completion<'a> {
     }
 }
 
-fn usage_of(usage: Option<&Value>) -> Option<ReportedUsage> {
-    let usage = usage.filter(|u| u.is_object())?;
-    let prompt = usage["prompt_tokens"].as_u64();
-    let completion = usage["completion_tokens"].as_u64();
+fn usage_of(usage: Option<&RawValue>) -> Option<ReportedUsage> {
+    let usage = usage.filter(|u| u.get().starts_with('{'))?;
+    let counts: UsageCounts = serde_json::from_str(usage.get()).ok()?;
+    let prompt = counts.prompt_tokens.as_ref().and_then(Value::as_u64);
+    let completion = counts.completion_tokens.as_ref().and_then(Value::as_u64);
     if prompt.is_none() && completion.is_none() {
         return None;
     }
     Some(ReportedUsage {
         prompt_tokens: prompt.unwrap_or(0),
         completion_tokens: completion.unwrap_or(0),
-        raw: Some(usage.clone()),
+        raw: Some(usage.get().to_owned()),
     })
 }
 
@@ -188,7 +201,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Reply, LlmError> {
         })?;
     Ok(Reply {
         text: text.to_owned(),
-        usage: usage_of(completion.usage.as_ref()),
+        usage: usage_of(completion.usage),
     })
 }
 
@@ -225,7 +238,7 @@ async fn read_stream(
                     "the model server reported an error while answering",
                 ));
             }
-            if let Some(found) = usage_of(chunk.usage.as_ref()) {
+            if let Some(found) = usage_of(chunk.usage) {
                 usage = Some(found);
             }
             let Some(choice) = chunk.first_choice() else {
@@ -264,6 +277,34 @@ mod tests {
         assert_eq!(reply.text, "hi");
         let usage = reply.usage.unwrap();
         assert_eq!((usage.prompt_tokens, usage.completion_tokens), (5, 2));
+        assert_eq!(
+            usage.raw.as_deref(),
+            Some(r#"{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}"#),
+            "the usage is kept as the provider wrote it"
+        );
+    }
+
+    #[test]
+    fn usage_counts_that_are_not_whole_numbers_count_as_missing() {
+        let with_usage = |usage: &str| {
+            let body =
+                format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
+            parse_completion(body.as_bytes())
+                .unwrap()
+                .usage
+                .map(|u| (u.prompt_tokens, u.completion_tokens))
+        };
+        assert_eq!(
+            with_usage(r#"{"prompt_tokens":"5","completion_tokens":2}"#),
+            Some((0, 2))
+        );
+        assert_eq!(
+            with_usage(r#"{"prompt_tokens":1.5,"completion_tokens":null}"#),
+            None
+        );
+        assert_eq!(with_usage(r#"{"total_tokens":7}"#), None);
+        assert_eq!(with_usage("[5, 2]"), None);
+        assert_eq!(with_usage("null"), None);
     }
 
     #[test]
