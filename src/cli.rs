@@ -343,6 +343,18 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init();
+    let outcome = serve_until_stopped(args);
+    if let Err(err) = &outcome
+        && crate::telemetry::json_wanted()
+    {
+        // Whoever reads a JSON log looks for the reason there; it is also
+        // printed as plain text, like every command's error.
+        tracing::error!(error = %format!("{err:#}"), "magdi stopped serving");
+    }
+    outcome
+}
+
+fn serve_until_stopped(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.into_settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init() {
     let filter = EnvFilter::try_from_env("MAGDI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("MAGDI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let json = json_wanted();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -26,4 +26,9 @@ pub fn init() {
 
 fn colours_wanted() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether the log is JSON lines (`MAGDI_LOG_FORMAT=json`).
+pub fn json_wanted() -> bool {
+    std::env::var("MAGDI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"))
 }

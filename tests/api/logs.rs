@@ -140,3 +140,24 @@ async fn no_secret_reaches_the_log_at_any_level() {
         "the token's signature reached the log"
     );
 }
+
+#[test]
+fn a_server_that_cannot_start_says_why_in_its_json_log() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir(data.path().join("accounts.changed")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_magdi"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("MAGDI_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reason = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no JSON error line in:\n{stderr}"));
+    let error = reason["fields"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("accounts marker"), "{reason}");
+}
