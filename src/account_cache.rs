@@ -55,11 +55,6 @@ fn open_marker(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// Which file a path names.
-fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
-    (metadata.dev(), metadata.ino())
-}
-
 /// Says to a running server that accounts changed (the command line).
 pub fn mark_changed(data_dir: &Path) -> std::io::Result<()> {
     let path = data_dir.join(MARKER);
@@ -76,20 +71,34 @@ pub fn mark_changed(data_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The open marker and which file it is.
+/// The marker as the server has it open, and which file that is (device and
+/// inode), to tell when the path names another.
+struct OpenMarker {
+    file: File,
+    identity: (u64, u64),
+}
+
+impl OpenMarker {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let file = open_marker(path)?;
+        let metadata = file.metadata()?;
+        Ok(Self {
+            identity: (metadata.dev(), metadata.ino()),
+            file,
+        })
+    }
+}
+
+/// The marker's path and the file the server reads.
 struct Marker {
     path: PathBuf,
-    open: RwLock<(File, (u64, u64))>,
+    open: RwLock<OpenMarker>,
 }
 
 impl Marker {
     fn open(path: PathBuf) -> std::io::Result<Self> {
-        let file = open_marker(&path)?;
-        let id = identity(&file.metadata()?);
-        Ok(Self {
-            path,
-            open: RwLock::new((file, id)),
-        })
+        let open = RwLock::new(OpenMarker::open(&path)?);
+        Ok(Self { path, open })
     }
 
     /// The marker's value; `None` when it cannot be read whole (it is then
@@ -97,11 +106,11 @@ impl Marker {
     fn read(&self) -> Option<u64> {
         let mut bytes = [0u8; 8];
         let open = self.open.read();
-        match open.0.read_exact_at(&mut bytes, 0) {
+        match open.file.read_exact_at(&mut bytes, 0) {
             Ok(()) => Some(u64::from_le_bytes(bytes)),
             Err(err) => {
                 tracing::warn!(error = %err, path = %self.path.display(), "the accounts marker was cut short; mending it");
-                let _ = open.0.set_len(8);
+                let _ = open.file.set_len(8);
                 None
             }
         }
@@ -110,14 +119,16 @@ impl Marker {
     /// Opens the marker again if the path no longer names the open file;
     /// answers whether it did.
     fn reopen_if_replaced(&self) -> bool {
-        let at_path = std::fs::metadata(&self.path).ok().map(|m| identity(&m));
-        if at_path == Some(self.open.read().1) {
+        let at_path = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if at_path == Some(self.open.read().identity) {
             return false;
         }
-        match open_marker(&self.path).and_then(|file| Ok((identity(&file.metadata()?), file))) {
-            Ok((id, file)) => {
+        match OpenMarker::open(&self.path) {
+            Ok(open) => {
                 tracing::warn!(path = %self.path.display(), "the accounts marker was replaced or removed; opened it again");
-                *self.open.write() = (file, id);
+                *self.open.write() = open;
             }
             Err(err) => {
                 tracing::warn!(error = %err, path = %self.path.display(), "the accounts marker cannot be opened again");
@@ -248,6 +259,11 @@ mod tests {
         }
     }
 
+    /// Looks `id` up, and keeps it as read from the database after the miss.
+    fn remember(cache: &AccountCache, id: i64, disabled: bool) {
+        cache.keep(cache.get(id).unwrap_err(), &user(id, disabled));
+    }
+
     #[test]
     fn a_kept_account_is_answered_until_the_command_line_marks_a_change() {
         let dir = tempfile::tempdir().unwrap();
@@ -264,7 +280,7 @@ mod tests {
         // Two changes in a row are both seen, however close together.
         mark_changed(dir.path()).unwrap();
         assert!(cache.get(7).is_err());
-        cache.keep(cache.get(7).unwrap_err(), &user(7, false));
+        remember(&cache, 7, false);
         mark_changed(dir.path()).unwrap();
         assert!(cache.get(7).is_err());
     }
@@ -305,7 +321,7 @@ mod tests {
     fn a_marker_cut_short_is_mended_and_nothing_is_answered_from_memory_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let cache = AccountCache::new(dir.path()).unwrap();
-        cache.keep(cache.get(7).unwrap_err(), &user(7, false));
+        remember(&cache, 7, false);
         assert!(cache.get(7).is_ok());
 
         std::fs::File::create(dir.path().join(MARKER)).unwrap();
@@ -332,7 +348,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join(MARKER);
         let cache = AccountCache::checking_path_every(dir.path(), Duration::ZERO).unwrap();
-        cache.keep(cache.get(7).unwrap_err(), &user(7, false));
+        remember(&cache, 7, false);
 
         std::fs::remove_file(&marker).unwrap();
         mark_changed(dir.path()).unwrap();
@@ -344,7 +360,7 @@ mod tests {
             cache.get(7).is_err(),
             "the marker opened again carries changes"
         );
-        cache.keep(cache.get(7).unwrap_err(), &user(7, false));
+        remember(&cache, 7, false);
 
         let fresh = dir.path().join("fresh");
         std::fs::write(&fresh, [0u8; 8]).unwrap();
@@ -359,9 +375,9 @@ mod tests {
     fn a_change_marked_after_the_marker_was_removed_is_seen_once_the_command_returns() {
         let dir = tempfile::tempdir().unwrap();
         let cache = AccountCache::new(dir.path()).unwrap();
-        let lock = std::fs::File::create(dir.path().join("magdi.lock")).unwrap();
+        let lock = std::fs::File::create(dir.path().join(crate::LOCK_FILE)).unwrap();
         lock.lock().unwrap();
-        cache.keep(cache.get(7).unwrap_err(), &user(7, false));
+        remember(&cache, 7, false);
         assert!(cache.get(7).is_ok());
 
         std::fs::remove_file(dir.path().join(MARKER)).unwrap();

@@ -96,13 +96,16 @@ pub async fn run(
     serve(state, listener, shutdown).await
 }
 
+/// The file in the data directory that a running server holds locked.
+pub const LOCK_FILE: &str = "magdi.lock";
+
 /// Makes sure no other Magdi serves the same data directory: two servers
 /// would each keep their own in-memory state (allowances, conversations in
 /// use) over one database. The lock lasts as long as the returned file is
 /// open, and the system releases it when the process ends, however it ends.
 fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     store::create_data_dir(data_dir)?;
-    let path = data_dir.join("magdi.lock");
+    let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -123,7 +126,7 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 /// Whether a running Magdi holds the lock of `data_dir` (see `lock_data_dir`).
 pub fn data_dir_in_use(data_dir: &std::path::Path) -> bool {
-    let Ok(file) = std::fs::File::open(data_dir.join("magdi.lock")) else {
+    let Ok(file) = std::fs::File::open(data_dir.join(LOCK_FILE)) else {
         return false;
     };
     matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
