@@ -251,7 +251,14 @@ pub fn append_messages(
 ) -> StoreResult<i64> {
     let next_seq = last_seq(conn, conversation_id)? + 1;
     insert_messages(conn, conversation_id, next_seq, new_messages)?;
-    touch_for(conn, conversation_id, new_messages)?;
+    let now = newest_time(new_messages);
+    touch_for(
+        conn,
+        conversation_id,
+        new_messages,
+        &now,
+        &a_minute_before(&now),
+    )?;
     Ok(next_seq)
 }
 
@@ -266,6 +273,7 @@ pub fn append_owned_messages(
     new_messages: &[NewMessage],
 ) -> StoreResult<i64> {
     let now = newest_time(new_messages);
+    let recently = a_minute_before(&now);
     let (last, stale): (i64, bool) = conn
         .prepare_cached(
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1),
@@ -273,17 +281,16 @@ pub fn append_owned_messages(
              FROM conversations WHERE id = ?1 AND user_id = ?2",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(
-                params![conversation_id, user_id, a_minute_before(&now)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            stmt.query_row(params![conversation_id, user_id, recently], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()
         })
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
     insert_messages(conn, conversation_id, last + 1, new_messages)?;
     if stale {
-        touch_for(conn, conversation_id, new_messages)?;
+        touch_for(conn, conversation_id, new_messages, &now, &recently)?;
     }
     Ok(last + 1)
 }
@@ -337,18 +344,20 @@ fn a_minute_before(now: &str) -> String {
         .unwrap_or_else(|| now.to_owned())
 }
 
-/// Marks the conversation touched by `new_messages`, and titles it after the
-/// first user message when it has no title yet.
+/// Marks the conversation touched at `now` by `new_messages`, unless it was
+/// touched since `recently`, and titles it after the first user message when
+/// it has no title yet.
 fn touch_for(
     conn: &Connection,
     conversation_id: &str,
     new_messages: &[NewMessage],
+    now: &str,
+    recently: &str,
 ) -> StoreResult<()> {
     let title = new_messages
         .iter()
         .find(|m| m.role == "user")
         .map(|m| crate::conversation::title_of(&m.content));
-    let now = newest_time(new_messages);
     // `updated_at` only tells the sweeper that a workspace is in use (its
     // retention is counted in days), so a busy conversation's row, and its
     // entry in the `updated_at` index, is rewritten at most once a minute
@@ -357,7 +366,7 @@ fn touch_for(
         "UPDATE conversations SET updated_at = ?2, title = COALESCE(title, ?3)
          WHERE id = ?1 AND (title IS NULL OR updated_at < ?4)",
     )
-    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title, a_minute_before(&now)]))
+    .and_then(|mut stmt| stmt.execute(params![conversation_id, now, title, recently]))
     .map_err(db_err)?;
     Ok(())
 }

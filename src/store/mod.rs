@@ -517,30 +517,30 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
     // undone alone: then the whole batch is rolled back and every job in it
     // is told the error, so that nothing is ever half-written.
     let mut finishers = Vec::with_capacity(batch.len());
-    let mut half_written = None;
+    let mut batch_failed = None;
     for job in batch {
         if conn.is_autocommit() {
             // SQLite itself rolled the transaction back (an I/O error, a full
             // disk): the jobs left would each commit on their own.
             let (_, finish) = job(None);
             finishers.push(finish);
-            half_written.get_or_insert(StoreError::Other(
+            batch_failed.get_or_insert(StoreError::Other(
                 "the batch's transaction was rolled back".into(),
             ));
             continue;
         }
         let changes_before = conn.total_changes();
         let (succeeded, finish) = job(Some(conn));
-        if !succeeded && half_written.is_none() && conn.total_changes() != changes_before {
+        if !succeeded && batch_failed.is_none() && conn.total_changes() != changes_before {
             tracing::error!("a database write failed halfway; its whole batch is rolled back");
-            half_written = Some(StoreError::Other(
+            batch_failed = Some(StoreError::Other(
                 "a write in the same batch failed halfway".into(),
             ));
         }
         finishers.push(finish);
     }
 
-    let commit = match half_written {
+    let commit = match batch_failed {
         Some(err) => Err(err),
         None => control(conn, "COMMIT").map_err(StoreError::classify),
     };
