@@ -156,11 +156,18 @@ pub async fn serve(
     http::refresh_gauges(&state).await;
     let background = tokio::spawn(background_tasks(Arc::clone(&state)));
 
+    let runtime = tokio::runtime::Handle::current();
+    let scheduler = match runtime.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "one thread",
+        _ => "a thread per core",
+    };
     tracing::info!(
         address = %address,
         data_dir = %data_dir.display(),
         provider = state.providers.kind.name(),
         models = ?state.providers.models,
+        request_threads = runtime.metrics().num_workers(),
+        scheduler,
         "magdi is listening on http://{address} (API docs at http://{address}/docs)"
     );
 

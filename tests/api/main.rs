@@ -6,6 +6,7 @@ mod accounts;
 mod artifacts;
 mod contract;
 mod conversations;
+mod cores;
 mod crash;
 mod disk;
 mod isolation;
