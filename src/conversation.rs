@@ -244,10 +244,12 @@ pub enum TurnError {
     Internal(#[from] anyhow::Error),
 }
 
-/// A new message's id: a UUID whose leading bits are the time (version 7),
-/// so that ids arrive in order and the messages' id index grows at its end
-/// instead of taking writes all over its pages.
-fn message_id() -> String {
+/// A new conversation's or message's id: a UUID whose leading bits are the
+/// time (version 7). Ids made close together sort together, so the index of
+/// messages by conversation, which takes a row for every turn, takes them in
+/// the few pages of the conversations in use, not all over a file that grows
+/// with every conversation ever held.
+pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -642,7 +644,7 @@ pub async fn complete_turn(
         .inc();
 
     let created_at = crate::time::rfc3339(now);
-    let user_message_id = message_id();
+    let user_message_id = new_id();
     let reply = match outcome {
         Ok(reply) => reply,
         Err(err) => {
@@ -746,7 +748,7 @@ pub async fn complete_turn(
         }
     };
 
-    let assistant_message_id = message_id();
+    let assistant_message_id = new_id();
     let rows = vec![
         NewMessage {
             id: user_message_id,
@@ -951,7 +953,18 @@ async fn apply_reply_files(
 
 #[cfg(test)]
 mod tests {
-    use super::title_of;
+    use super::{new_id, title_of};
+
+    #[test]
+    fn ids_made_one_after_another_sort_in_that_order_and_are_uuids() {
+        let ids: Vec<String> = (0..2_000).map(|_| new_id()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 7);
+            assert_eq!(&parsed.hyphenated().to_string(), id);
+        }
+    }
 
     #[test]
     fn a_title_is_the_message_on_one_line_cut_at_80_characters() {

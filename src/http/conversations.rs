@@ -648,7 +648,7 @@ impl ConversationsApi {
         };
         let now = crate::time::now_rfc3339();
         let conversation = Conversation {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::conversation::new_id(),
             user_id: user.id,
             category: category.category.clone(),
             assistant_id: agent.assistant_id.clone(),
