@@ -78,7 +78,16 @@ pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    std::fs::create_dir_all(data_dir)?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    // It is about to hold everyone's password hashes and files: private to
+    // Magdi's own user, as `serve` makes a new one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", data_dir.display()))?;
+    }
     let mut magic = [0u8; 16];
     let mut file =
         std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;

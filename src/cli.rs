@@ -92,15 +92,15 @@ pub struct ServeArgs {
     pub default_model: Option<String>,
 
     /// Seconds to wait for a connection to the model server.
-    #[arg(long, env = "MAGDI_LLM_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "MAGDI_LLM_CONNECT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub llm_connect_timeout_secs: u64,
 
     /// Seconds the model server may stay silent before a turn is given up.
-    #[arg(long, env = "MAGDI_LLM_IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(long, env = "MAGDI_LLM_IDLE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub llm_idle_timeout_secs: u64,
 
     /// Most tokens one reply may have; reserved against the allowance before a turn.
-    #[arg(long, env = "MAGDI_MAX_OUTPUT_TOKENS", default_value_t = 4096)]
+    #[arg(long, env = "MAGDI_MAX_OUTPUT_TOKENS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_output_tokens: u32,
 
     /// Tokens of workspace files inlined into the prompt; the rest are listed.
@@ -116,7 +116,7 @@ pub struct ServeArgs {
     pub max_upload_mb: u64,
 
     /// Largest upload request in MiB (default: four times --max-upload-mb).
-    #[arg(long, env = "MAGDI_MAX_REQUEST_MB")]
+    #[arg(long, env = "MAGDI_MAX_REQUEST_MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_request_mb: Option<u64>,
 
     /// Largest workspace of one conversation, in MiB.
@@ -129,7 +129,7 @@ pub struct ServeArgs {
     pub jwt_secret: Option<String>,
 
     /// Hours a login token stays valid.
-    #[arg(long, env = "MAGDI_TOKEN_TTL_HOURS", default_value_t = 24)]
+    #[arg(long, env = "MAGDI_TOKEN_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub token_ttl_hours: u64,
 
     /// A TOML file that replaces the built-in agent catalog.
@@ -145,15 +145,15 @@ pub struct ServeArgs {
     pub run_retention_days: u64,
 
     /// Turns one user may have waiting on the model server at once.
-    #[arg(long, env = "MAGDI_MAX_CONCURRENT_TURNS", default_value_t = 4)]
-    pub max_concurrent_turns: usize,
+    #[arg(long, env = "MAGDI_MAX_CONCURRENT_TURNS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_turns: u16,
 
     /// Seconds a client may take to send a request's line and headers.
-    #[arg(long, env = "MAGDI_REQUEST_HEAD_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "MAGDI_REQUEST_HEAD_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_head_timeout_secs: u64,
 
     /// Seconds a request body may take (JSON), or may stall (uploads).
-    #[arg(long, env = "MAGDI_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "MAGDI_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_body_timeout_secs: u64,
 
     /// Origins allowed to call the API from a browser (CORS); none by default.
@@ -178,6 +178,9 @@ impl ServeArgs {
                 "--llm-provider openai needs --llm-base-url, for example https://api.openai.com/v1"
             );
         }
+        if let Some(url) = &self.llm_base_url {
+            check_base_url(url)?;
+        }
         if self.max_upload_mb == 0 || self.max_workspace_mb == 0 {
             bail!("--max-upload-mb and --max-workspace-mb must be at least 1");
         }
@@ -198,13 +201,13 @@ impl ServeArgs {
         settings.provider = provider;
         settings.llm_base_url = self
             .llm_base_url
-            .map(|url| url.trim_end_matches('/').to_owned());
+            .map(|url| url.trim().trim_end_matches('/').to_owned());
         settings.llm_api_key = api_key;
         settings.models = models;
         settings.default_model = self.default_model;
-        settings.llm_connect_timeout = Duration::from_secs(self.llm_connect_timeout_secs.max(1));
-        settings.llm_idle_timeout = Duration::from_secs(self.llm_idle_timeout_secs.max(1));
-        settings.max_output_tokens = self.max_output_tokens.max(1);
+        settings.llm_connect_timeout = Duration::from_secs(self.llm_connect_timeout_secs);
+        settings.llm_idle_timeout = Duration::from_secs(self.llm_idle_timeout_secs);
+        settings.max_output_tokens = self.max_output_tokens;
         settings.context_tokens = self.context_tokens;
         settings.daily_token_limit = self.daily_token_limit;
         settings.max_upload_bytes = self.max_upload_mb * MIB;
@@ -212,16 +215,27 @@ impl ServeArgs {
             self.max_request_mb.unwrap_or(self.max_upload_mb * 4).max(1) * MIB;
         settings.max_workspace_bytes = self.max_workspace_mb * MIB;
         settings.jwt_secret = self.jwt_secret.filter(|s| !s.is_empty()).map(Secret::new);
-        settings.token_ttl = Duration::from_secs(self.token_ttl_hours.max(1) * 3600);
+        settings.token_ttl = Duration::from_secs(self.token_ttl_hours * 3600);
         settings.agents_file = self.agents;
         settings.zip_retention = Duration::from_secs(self.zip_retention_days * 86_400);
         settings.run_retention = Duration::from_secs(self.run_retention_days * 86_400);
-        settings.max_concurrent_turns_per_user = self.max_concurrent_turns.max(1);
+        settings.max_concurrent_turns_per_user = usize::from(self.max_concurrent_turns);
         settings.cors_origins = self.cors_origin;
-        settings.head_timeout = Duration::from_secs(self.request_head_timeout_secs.max(1));
-        settings.body_timeout = Duration::from_secs(self.request_body_timeout_secs.max(1));
+        settings.head_timeout = Duration::from_secs(self.request_head_timeout_secs);
+        settings.body_timeout = Duration::from_secs(self.request_body_timeout_secs);
         settings.ui_dir = self.ui_dir;
         Ok(settings)
+    }
+}
+
+/// A model server's base URL must be an absolute http(s) URL: anything else
+/// would only fail on the first turn, far from the flag that caused it.
+fn check_base_url(url: &str) -> anyhow::Result<()> {
+    let example = "for example http://127.0.0.1:11434/v1 or https://api.openai.com/v1";
+    match reqwest::Url::parse(url.trim()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
+        Ok(_) => bail!("--llm-base-url must start with http:// or https://, {example}"),
+        Err(err) => bail!("--llm-base-url {url:?} is not a URL ({err}); give one {example}"),
     }
 }
 
@@ -583,5 +597,62 @@ fn healthcheck(bind: SocketAddr) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("magdi at {addr} answered: {status}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn serve(flags: &[&str]) -> Result<crate::config::Settings, String> {
+        let cli = Cli::try_parse_from(["magdi", "serve"].iter().chain(flags))
+            .map_err(|err| err.to_string())?;
+        let Command::Serve(args) = cli.command else {
+            unreachable!("parsed as serve")
+        };
+        args.into_settings().map_err(|err| format!("{err:#}"))
+    }
+
+    #[test]
+    fn a_zero_that_would_mean_nothing_is_refused_not_quietly_raised() {
+        for flag in [
+            "--token-ttl-hours",
+            "--max-concurrent-turns",
+            "--max-output-tokens",
+            "--llm-connect-timeout-secs",
+            "--llm-idle-timeout-secs",
+            "--request-head-timeout-secs",
+            "--request-body-timeout-secs",
+            "--max-request-mb",
+        ] {
+            let refused = serve(&[flag, "0"]).unwrap_err();
+            assert!(
+                refused.contains(flag) && refused.contains("0"),
+                "{flag}: {refused}"
+            );
+        }
+        let settings = serve(&["--token-ttl-hours", "2", "--max-concurrent-turns", "1"]).unwrap();
+        assert_eq!(settings.token_ttl.as_secs(), 7200);
+        assert_eq!(settings.max_concurrent_turns_per_user, 1);
+    }
+
+    #[test]
+    fn the_model_server_url_must_be_an_http_url() {
+        for bad in [
+            "notaurl",
+            "127.0.0.1:11434/v1",
+            "ftp://example.com/v1",
+            "http://",
+        ] {
+            let refused = serve(&["--llm-base-url", bad]).unwrap_err();
+            assert!(refused.contains("--llm-base-url"), "{bad}: {refused}");
+        }
+        let settings = serve(&["--llm-base-url", " http://127.0.0.1:11434/v1/ "]).unwrap();
+        assert_eq!(
+            settings.llm_base_url.as_deref(),
+            Some("http://127.0.0.1:11434/v1")
+        );
     }
 }

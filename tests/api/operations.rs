@@ -336,25 +336,31 @@ async fn a_backup_with_files_brings_back_workspaces_and_artifacts() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let restored = tempfile::tempdir().unwrap();
+    let restored_dir = restored.path().join("data");
     let output = magdi(
         &[
             "restore",
             "--data-dir",
-            restored.path().to_str().unwrap(),
+            restored_dir.to_str().unwrap(),
             "--from",
             archive.to_str().unwrap(),
         ],
         None,
     );
     assert!(output.status.success(), "{}", text(&output));
-    let kept = std::fs::read(
-        restored
-            .path()
-            .join("workspaces")
-            .join(&id)
-            .join("keep.txt"),
-    )
-    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&restored_dir)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "the restored data directory is private"
+        );
+    }
+    let kept = std::fs::read(restored_dir.join("workspaces").join(&id).join("keep.txt")).unwrap();
     assert_eq!(kept, b"precious");
     let _ = std::fs::remove_file(archive);
 }
