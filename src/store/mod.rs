@@ -749,4 +749,43 @@ mod tests {
             .expect("the next batch is written as usual");
         assert_eq!(counters(&store).await, ["job-a", "job-b", "job-f"]);
     }
+
+    #[tokio::test]
+    async fn registrations_racing_for_one_email_in_one_batch_spare_the_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let register = |email: &'static str| -> TestJob {
+            Box::new(move |conn| users::insert(conn, email, "hash").map(drop))
+        };
+        let outcomes = in_one_batch(
+            &store,
+            vec![
+                register("race@example.com"),
+                register("RACE@example.com"),
+                register("other@example.com"),
+                register("race@example.com"),
+            ],
+        )
+        .await;
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Conflict)),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[3], Err(StoreError::Conflict)),
+            "{outcomes:?}"
+        );
+        let emails: Vec<String> = store
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare("SELECT email FROM users ORDER BY id")
+                    .map_err(db_err)?;
+                let rows = stmt.query_map([], |row| row.get(0)).map_err(db_err)?;
+                rows.collect::<Result<_, _>>().map_err(db_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(emails, ["race@example.com", "other@example.com"]);
+    }
 }

@@ -40,6 +40,11 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 /// Its id has never been anyone's: a deleted user's tokens name their id, and
 /// must not come back to life in a new account.
 pub fn insert(conn: &Connection, email: &str, password_hash: &str) -> StoreResult<User> {
+    // Checked before anything is written: a writer's job that fails after
+    // writing undoes its whole batch, other people's changes with it.
+    if by_email(conn, email)?.is_some() {
+        return Err(StoreError::Conflict);
+    }
     let created_at = crate::time::now_rfc3339();
     let id: i64 = conn
         .prepare_cached(
