@@ -100,6 +100,7 @@ pub struct ServeArgs {
     pub llm_idle_timeout_secs: u64,
 
     /// Most tokens one reply may have; reserved against the allowance before a turn.
+    /// The offline model's generated tests are not cut: they cover every module.
     #[arg(long, env = "MAGDI_MAX_OUTPUT_TOKENS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_output_tokens: u32,
 

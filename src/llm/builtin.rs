@@ -26,14 +26,61 @@ fn last_user_message(request: &Request) -> &str {
         .map_or("", |m| m.content)
 }
 
+/// Tokens kept free at the end of a reply for the note that says what was
+/// left out.
+const NOTE_ROOM: u64 = 120;
+
+/// The reply, at most `request.max_tokens` long as a model's would be, but
+/// for generated tests: those cover every module of the workspace, in one
+/// reply and so in one artifact, however many there are.
 fn reply_for(request: &Request) -> String {
     let context = &request.offline;
-    match context.category.as_str() {
-        "test_generation" => test_generation(request),
+    let text = match context.category.as_str() {
+        "test_generation" => return test_generation(request),
         "test_planning" => test_plan(last_user_message(request)),
         "log_analysis" => log_analysis(&context.workspace),
         _ => qa_answer(last_user_message(request)),
+    };
+    cut_to_budget(text, u64::from(request.max_tokens))
+}
+
+/// `text` if it fits in `budget` tokens; else its longest start that ends
+/// outside a code block and fits with a note saying the rest was left out.
+/// A file block is never cut in two: it would become a truncated file.
+fn cut_to_budget(text: String, budget: u64) -> String {
+    use crate::llm::tokenizer::count;
+    if count(&text) <= budget {
+        return text;
     }
+    let room = budget.saturating_sub(NOTE_ROOM);
+    let mut used = 0;
+    let mut fence: Option<&str> = None;
+    let mut cut = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        used += count(line);
+        if used > room {
+            break;
+        }
+        offset += line.len();
+        let trimmed = line.trim();
+        let backticks = &trimmed[..trimmed.len() - trimmed.trim_start_matches('`').len()];
+        match fence {
+            None if backticks.len() >= 3 => fence = Some(backticks),
+            Some(open) if trimmed == open => fence = None,
+            _ => {}
+        }
+        if fence.is_none() {
+            cut = offset;
+        }
+    }
+    let mut out = text[..cut].trim_end().to_owned();
+    let _ = write!(
+        out,
+        "\n\n_The rest of this reply was left out: a reply may have at most {budget} tokens on \
+         this server._\n"
+    );
+    out
 }
 
 /// A fence longer than any run of backticks in `content`, so the block cannot
@@ -183,7 +230,12 @@ fn log_analysis(workspace: &[magdi_testgen::SourceFile]) -> String {
         }
         let _ = writeln!(
             out,
-            "- {count} lines mention an error or failure. The first ones:\n"
+            "- {}\n",
+            if count == 1 {
+                "1 line mentions an error or failure:".to_owned()
+            } else {
+                format!("{count} lines mention an error or failure. The first ones:")
+            }
         );
         out.push_str("```text\n");
         for (number, line) in hits {
@@ -257,7 +309,118 @@ fn qa_answer(question: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::llm::tokenizer::count;
+    use crate::llm::{History, Messages, OfflineContext, PromptMessage, Text, Window};
+
+    fn request(category: &str, max_tokens: u32, workspace: Vec<(String, String)>) -> Request {
+        let said = |role, text: &str| PromptMessage {
+            role,
+            content: Text::new(text),
+        };
+        Request {
+            model: "builtin".into(),
+            messages: Messages {
+                system: said(Role::System, "You are a QA agent."),
+                history: History::new(Arc::new(Window::default())),
+                latest: said(Role::User, "tests for everything, please"),
+            },
+            max_tokens,
+            offline: OfflineContext {
+                category: category.into(),
+                agent_name: "offline".into(),
+                workspace: workspace
+                    .into_iter()
+                    .map(|(path, content)| magdi_testgen::SourceFile { path, content })
+                    .collect(),
+            },
+        }
+    }
+
+    /// `modules` Python modules of ten small functions, each with an example.
+    fn python_project(modules: usize) -> Vec<(String, String)> {
+        (0..modules)
+            .map(|m| {
+                let functions: String = (0..10)
+                    .map(|f| {
+                        format!(
+                            "def add_{f}(x):\n    \"\"\"\n    >>> add_{f}(1)\n    {}\n    \"\"\"\n    return x + {f}\n\n",
+                            1 + f
+                        )
+                    })
+                    .collect();
+                (format!("src/mod{m}.py"), functions)
+            })
+            .collect()
+    }
+
+    /// The paths of the reply's file blocks, each checked to be closed.
+    fn whole_file_blocks(reply: &str) -> Vec<String> {
+        let mut paths = Vec::new();
+        let mut open: Option<String> = None;
+        for line in reply.lines() {
+            match &open {
+                None => {
+                    if let Some((fence, path)) = line.split_once(" path=") {
+                        let backticks = fence.len() - fence.trim_start_matches('`').len();
+                        open = Some("`".repeat(backticks));
+                        paths.push(path.to_owned());
+                    }
+                }
+                Some(fence) if line == fence => open = None,
+                Some(_) => {}
+            }
+        }
+        assert!(open.is_none(), "a file block was left open:\n{reply}");
+        paths
+    }
+
+    #[test]
+    fn generated_tests_cover_every_module_whatever_the_reply_limit() {
+        let project = python_project(60);
+        let unlimited = reply_for(&request("test_generation", u32::MAX, project.clone()));
+        let all = whole_file_blocks(&unlimited);
+        assert!(all.len() >= 60, "{} files", all.len());
+        assert!(count(&unlimited) > 8_000);
+        let limited = reply_for(&request("test_generation", 4_000, project));
+        assert_eq!(limited, unlimited);
+    }
+
+    #[test]
+    fn any_reply_is_cut_to_the_limit_outside_code_blocks() {
+        let log: String = (0..5_000)
+            .map(|n| format!("2026-12-05 ERROR job {n} failed: connection refused\n"))
+            .collect();
+        let logs: Vec<(String, String)> = (0..200)
+            .map(|n| (format!("logs/run{n}.log"), log.clone()))
+            .collect();
+        let whole = reply_for(&request("log_analysis", u32::MAX, logs.clone()));
+        assert!(count(&whole) > 10_000, "{} tokens", count(&whole));
+        let cut = reply_for(&request("log_analysis", 2_000, logs));
+        assert!(count(&cut) <= 2_000, "{} tokens", count(&cut));
+        assert!(whole.starts_with(cut.split("\n\n_The rest").next().unwrap()));
+        assert!(cut.ends_with(
+            "_The rest of this reply was left out: a reply may have at most 2000 tokens on this server._\n"
+        ));
+        assert_eq!(
+            cut.matches("```").count() % 2,
+            0,
+            "no code block is left open"
+        );
+
+        let short = reply_for(&request(
+            "log_analysis",
+            2_000,
+            vec![("a.log".into(), "ERROR x\n".into())],
+        ));
+        assert!(
+            short.contains("- 1 line mentions an error or failure:"),
+            "{short}"
+        );
+        assert!(!short.contains("left out"));
+    }
 
     #[test]
     fn a_fence_outgrows_the_backticks_inside() {
