@@ -144,11 +144,30 @@ impl From<StoreError> for ApiError {
     }
 }
 
+const REFUSED: &str = "The upload was refused.";
+const TOO_LARGE: &str = "The upload is larger than this server allows.";
+
+/// A workspace's reason ("the zip entry … is damaged", written to follow a
+/// file's name in the log) as an error message: a sentence of its own.
+fn sentence(reason: &str, otherwise: &str) -> String {
+    let mut chars = reason.trim().chars();
+    let mut message: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return otherwise.into(),
+    };
+    if !message.ends_with(['.', '?', '!', ')']) {
+        message.push('.');
+    }
+    message
+}
+
 impl From<WorkspaceError> for ApiError {
     fn from(err: WorkspaceError) -> Self {
         match err {
-            WorkspaceError::Refused(message) => Self::bad_request("invalid_upload", message),
-            WorkspaceError::TooLarge(message) => Self::too_large(message),
+            WorkspaceError::Refused(message) => {
+                Self::bad_request("invalid_upload", sentence(&message, REFUSED))
+            }
+            WorkspaceError::TooLarge(message) => Self::too_large(sentence(&message, TOO_LARGE)),
             WorkspaceError::DiskFull => disk_full(),
             WorkspaceError::Io(err) => Self::internal(format!("workspace: {err}")),
         }
@@ -159,8 +178,10 @@ impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         if let Some(workspace) = err.downcast_ref::<WorkspaceError>() {
             return match workspace {
-                WorkspaceError::Refused(m) => Self::bad_request("invalid_upload", m.clone()),
-                WorkspaceError::TooLarge(m) => Self::too_large(m.clone()),
+                WorkspaceError::Refused(m) => {
+                    Self::bad_request("invalid_upload", sentence(m, REFUSED))
+                }
+                WorkspaceError::TooLarge(m) => Self::too_large(sentence(m, TOO_LARGE)),
                 WorkspaceError::DiskFull => disk_full(),
                 WorkspaceError::Io(_) => Self::internal(format!("{err:#}")),
             };
@@ -314,5 +335,35 @@ fn describe(err: &poem::Error) -> String {
         format!("{what}.")
     } else {
         format!("{what} ({reason}).")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+    use crate::workspace::WorkspaceError;
+
+    fn message(err: ApiError) -> String {
+        err.body.message.to_string()
+    }
+
+    #[test]
+    fn a_workspace_reason_becomes_a_sentence() {
+        let refused = ApiError::from(WorkspaceError::Refused(
+            "the zip file is damaged or not a zip".into(),
+        ));
+        assert_eq!(message(refused), "The zip file is damaged or not a zip.");
+        let bomb = ApiError::from(WorkspaceError::TooLarge(
+            "the zip entry \"a\" inflates suspiciously much (a zip bomb?)".into(),
+        ));
+        assert_eq!(
+            message(bomb),
+            "The zip entry \"a\" inflates suspiciously much (a zip bomb?)"
+        );
+        let empty = ApiError::from(WorkspaceError::TooLarge(String::new()));
+        assert_eq!(
+            message(empty),
+            "The upload is larger than this server allows."
+        );
     }
 }
