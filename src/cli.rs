@@ -168,7 +168,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// Validates the flags and turns them into settings.
-    pub fn into_settings(self) -> anyhow::Result<Settings> {
+    pub fn into_settings(mut self) -> anyhow::Result<Settings> {
+        // An empty value (`MAGDI_LLM_BASE_URL=` in a service file) means none.
+        self.llm_base_url = self.llm_base_url.filter(|url| !url.trim().is_empty());
         let provider = match (self.llm_provider, &self.llm_base_url) {
             (Some(kind), _) => kind,
             (None, Some(_)) => ProviderKind::Openai,
@@ -655,5 +657,8 @@ mod tests {
             settings.llm_base_url.as_deref(),
             Some("http://127.0.0.1:11434/v1")
         );
+        let unset = serve(&["--llm-base-url", " "]).unwrap();
+        assert_eq!(unset.llm_base_url, None);
+        assert_eq!(unset.provider, crate::config::ProviderKind::Builtin);
     }
 }
