@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::FakeProvider;
+use crate::support::{FakeProvider, post_for_json};
 
 /// The first CPU this process may run on, as `taskset -c` takes it.
 fn first_allowed_cpu() -> String {
@@ -120,15 +120,13 @@ async fn chats_at_once(base: &str, email: &str, turns: usize) {
         .await
         .unwrap();
     assert_eq!(registered.status(), 201);
-    let login: Value = http
-        .post(format!("{base}/login"))
-        .json(&serde_json::json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = post_for_json(
+        &http,
+        &format!("{base}/login"),
+        None,
+        &serde_json::json!({"email": email, "password": password}),
+    )
+    .await;
     let token = login["token"].as_str().unwrap().to_owned();
 
     let mut turns_in_flight = Vec::new();
@@ -137,16 +135,13 @@ async fn chats_at_once(base: &str, email: &str, turns: usize) {
         let token = token.clone();
         let base = base.to_owned();
         turns_in_flight.push(tokio::spawn(async move {
-            let started: Value = http
-                .post(format!("{base}/start_conversation"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"category": "qa_info"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let started = post_for_json(
+                &http,
+                &format!("{base}/start_conversation"),
+                Some(&token),
+                &serde_json::json!({"category": "qa_info"}),
+            )
+            .await;
             let id = started["conversation_id"].as_str().unwrap().to_owned();
             let mut form = reqwest::multipart::Form::new()
                 .text("conversation_id", id.clone())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::FakeProvider;
+use crate::support::{FakeProvider, post_for_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_at_any_level() {
@@ -74,26 +74,21 @@ async fn no_secret_reaches_the_log_at_any_level() {
             .status(),
         401
     );
-    let login: Value = http
-        .post(format!("{base}/login"))
-        .json(&serde_json::json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = post_for_json(
+        &http,
+        &format!("{base}/login"),
+        None,
+        &serde_json::json!({"email": email, "password": password}),
+    )
+    .await;
     let token = login["token"].as_str().unwrap().to_owned();
-    let started: Value = http
-        .post(format!("{base}/start_conversation"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"category": "qa_info"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let started = post_for_json(
+        &http,
+        &format!("{base}/start_conversation"),
+        Some(&token),
+        &serde_json::json!({"category": "qa_info"}),
+    )
+    .await;
     let id = started["conversation_id"].as_str().unwrap().to_owned();
     let form = reqwest::multipart::Form::new()
         .text("conversation_id", id.clone())

@@ -277,6 +277,21 @@ impl Drop for TestApp {
     }
 }
 
+/// POSTs `body` as JSON to a server started apart from `TestApp` (a
+/// `magdi serve` process), with `token` if given, and reads its JSON answer.
+pub async fn post_for_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Value {
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// Asserts the JSON error shape and returns the `error` code.
 pub async fn error_code(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status, "status");
