@@ -82,12 +82,7 @@ pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     // It is about to hold everyone's password hashes and files: private to
     // Magdi's own user, as `serve` makes a new one.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", data_dir.display()))?;
-    }
+    crate::store::keep_dir_private(data_dir)?;
     let mut magic = [0u8; 16];
     let mut file =
         std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;

@@ -151,11 +151,19 @@ pub fn create_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     let is_new = !data_dir.exists();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    #[cfg(unix)]
     if is_new {
+        keep_dir_private(data_dir)?;
+    }
+    Ok(())
+}
+
+/// Makes a data directory readable by Magdi's own user only.
+pub fn keep_dir_private(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", data_dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
     }
     Ok(())
 }

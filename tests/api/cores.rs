@@ -182,16 +182,21 @@ async fn chats_at_once(base: &str, email: &str, turns: usize) {
     }
 }
 
+/// Eight chats at once from two users: four at once is the most one user
+/// may have waiting.
+async fn eight_chats_at_once(base: &str) {
+    tokio::join!(
+        chats_at_once(base, "first@example.com", 4),
+        chats_at_once(base, "second@example.com", 4),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_one_core_one_thread_serves_every_request() {
     let fake = FakeProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &fake, true).await;
-    // Four at once per user is the most a user may have waiting.
-    tokio::join!(
-        chats_at_once(&server.base, "one-core-a@example.com", 4),
-        chats_at_once(&server.base, "one-core-b@example.com", 4),
-    );
+    eight_chats_at_once(&server.base).await;
     assert_eq!(request_threads(&server.log), (1, "one thread".to_owned()));
 }
 
@@ -201,11 +206,7 @@ async fn with_more_cores_each_core_gets_a_thread() {
     let fake = FakeProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &fake, false).await;
-    // Four at once per user is the most a user may have waiting.
-    tokio::join!(
-        chats_at_once(&server.base, "cores-a@example.com", 4),
-        chats_at_once(&server.base, "cores-b@example.com", 4),
-    );
+    eight_chats_at_once(&server.base).await;
     let scheduler = if cores == 1 {
         "one thread"
     } else {
