@@ -241,8 +241,8 @@ impl AccountsApi {
             .unwrap_or(0);
         let expires_at = chrono::DateTime::from_timestamp(expires, 0).unwrap_or_default();
         Ok(Json(ValidateResponse {
-            user_id: auth.0.id,
-            email: auth.0.email,
+            user_id: auth.0.user.id,
+            email: auth.0.user.email,
             expires_at: crate::time::rfc3339(expires_at),
         }))
     }

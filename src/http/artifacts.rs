@@ -122,7 +122,7 @@ impl ArtifactsApi {
         if !is_valid_zip_id(&zip_id) {
             return Err(not_found());
         }
-        let user_id = auth.0.id;
+        let user_id = auth.0.user.id;
         let id = zip_id.clone();
         let found = match state
             .store

@@ -1,5 +1,7 @@
 //! Bearer authentication: a valid token whose user still exists and is enabled.
 
+use std::time::{Duration, Instant};
+
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -12,9 +14,20 @@ use crate::store::users::{self, User};
 /// The signed-in user.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "check_token")]
-pub struct BearerAuth(pub User);
+pub struct BearerAuth(pub SignedIn);
 
-async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
+/// A user whose token was found good, and when.
+pub struct SignedIn {
+    pub user: User,
+    checked_at: Instant,
+}
+
+/// A form that arrived this soon after its token was checked is not checked
+/// again: a change to the account in between could as well have come just
+/// after. Reading the account again costs a system call per turn.
+const RECHECK_AFTER: Duration = Duration::from_millis(2);
+
+async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<SignedIn> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("state missing"))?;
@@ -28,7 +41,10 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<User> {
     if !user.takes_token(claims.iat, claims.generation) {
         return Err(ApiError::unauthorized().into());
     }
-    Ok(user)
+    Ok(SignedIn {
+        user,
+        checked_at: Instant::now(),
+    })
 }
 
 /// The account `id` as it is now (kept in memory, else read); a deleted one
@@ -56,7 +72,10 @@ impl BearerAuth {
     /// meanwhile is refused, as a new request would be; a new allowance
     /// applies.
     pub fn still_signed_in(&self, state: &AppState) -> Result<User, ApiError> {
-        let then = &self.0;
+        let then = &self.0.user;
+        if self.0.checked_at.elapsed() < RECHECK_AFTER {
+            return Ok(then.clone());
+        }
         let now = account(state, then.id)?;
         if now.disabled
             || now.token_generation != then.token_generation
@@ -70,8 +89,8 @@ impl BearerAuth {
     /// Checks an optional `user_id` from a body or query against the token's.
     pub fn check_user_id(&self, user_id: Option<i64>) -> Result<&User, ApiError> {
         match user_id {
-            Some(id) if id != self.0.id => Err(ApiError::forbidden_user()),
-            _ => Ok(&self.0),
+            Some(id) if id != self.0.user.id => Err(ApiError::forbidden_user()),
+            _ => Ok(&self.0.user),
         }
     }
 }

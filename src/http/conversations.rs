@@ -908,7 +908,7 @@ impl ConversationsApi {
                 },
             )?)),
         };
-        let user_id = auth.0.id;
+        let user_id = auth.0.user.id;
         let page = limit as u32;
         // One more than asked tells whether another page follows.
         let mut rows = state
@@ -958,7 +958,7 @@ impl ConversationsApi {
     ) -> Result<Json<ConversationDetail>, ApiError> {
         auth.check_user_id(user_id.0)?;
         let id = parse_conversation_id(Some(&conversation_id.0))?;
-        let conversation = owned_conversation(&state, &id, auth.0.id).await?;
+        let conversation = owned_conversation(&state, &id, auth.0.user.id).await?;
         let (messages, files, artifacts) = state
             .store
             .read(move |conn| {
