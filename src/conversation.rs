@@ -11,7 +11,6 @@ use parking_lot::Mutex;
 
 use crate::live::{Appended, Live, Lookup};
 use crate::llm::{self, LlmError, PromptMessage, Role, tokenizer};
-use crate::metrics::{LlmLabels, ModelLabels};
 use crate::quota::{OverAllowance, utc_day};
 use crate::state::AppState;
 use crate::store::conversations::{Conversation, NewMessage};
@@ -621,27 +620,16 @@ pub async fn complete_turn(
                 Ok(reply)
             }
         });
-    state
-        .metrics
-        .llm_duration
-        .get_or_create(&ModelLabels {
-            provider: provider.to_owned(),
-            model: model.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
     let outcome_label = match &outcome {
         Ok(_) => "ok",
         Err(err) => err.outcome(),
     };
-    state
-        .metrics
-        .llm_requests
-        .get_or_create(&LlmLabels {
-            provider: provider.to_owned(),
-            model: model.clone(),
-            outcome: outcome_label.to_owned(),
-        })
-        .inc();
+    state.metrics.count_llm_call(
+        provider,
+        &model,
+        outcome_label,
+        started.elapsed().as_secs_f64(),
+    );
 
     let created_at = crate::time::rfc3339(now);
     let user_message_id = new_id();
@@ -836,7 +824,9 @@ pub async fn complete_turn(
     }
     reservation.settle(prompt + completion);
 
-    state.metrics.count_tokens(&model, prompt, completion);
+    state
+        .metrics
+        .count_tokens(provider, &model, prompt, completion);
     if let Some((info, _)) = &artifact {
         state.metrics.artifacts.inc();
         state.metrics.artifact_bytes.inc_by(info.size);

@@ -70,7 +70,22 @@ pub struct Metrics {
     pub tokens_today: Gauge<i64, AtomicI64Compat>,
     visits_by_address:
         parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+    models: parking_lot::RwLock<std::collections::HashMap<String, ModelMetrics>>,
 }
+
+/// One model's series, taken from their families once: every turn counts
+/// four of them, and each lookup in a family copied and hashed its labels.
+struct ModelMetrics {
+    provider: String,
+    duration: Histogram,
+    succeeded: Counter,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
+}
+
+/// Models whose series are kept at hand; models are configured, so this is
+/// only a bound.
+const MAX_MODELS_AT_HAND: usize = 1_000;
 
 /// Visits one address may count per minute, so that the counter cannot be
 /// inflated without bound from one client.
@@ -186,6 +201,7 @@ impl Metrics {
             artifact_downloads,
             tokens_today,
             visits_by_address: Default::default(),
+            models: Default::default(),
         }
     }
 
@@ -218,17 +234,77 @@ impl Metrics {
         to_prometheus_text(&open_metrics)
     }
 
-    pub fn count_tokens(&self, model: &str, prompt: u64, completion: u64) {
-        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+    /// Counts a call to the provider: how it ended (`ok` or why it failed)
+    /// and how long it took.
+    pub fn count_llm_call(&self, provider: &str, model: &str, outcome: &str, seconds: f64) {
+        self.with_model(provider, model, |series| {
+            series.duration.observe(seconds);
+            if outcome == "ok" {
+                series.succeeded.inc();
+            }
+        });
+        if outcome != "ok" {
+            self.llm_requests
+                .get_or_create(&LlmLabels {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn count_tokens(&self, provider: &str, model: &str, prompt: u64, completion: u64) {
+        self.with_model(provider, model, |series| {
+            series.prompt_tokens.inc_by(prompt);
+            series.completion_tokens.inc_by(completion);
+        });
+        self.tokens_today
+            .inc_by(i64::try_from(prompt + completion).unwrap_or(i64::MAX));
+    }
+
+    fn with_model(&self, provider: &str, model: &str, count: impl FnOnce(&ModelMetrics)) {
+        if let Some(series) = self
+            .models
+            .read()
+            .get(model)
+            .filter(|series| series.provider == provider)
+        {
+            return count(series);
+        }
+        let token_series = |kind: &str| {
             self.llm_tokens
                 .get_or_create(&TokenLabels {
                     model: model.to_owned(),
                     kind: kind.to_owned(),
                 })
-                .inc_by(n);
+                .clone()
+        };
+        let series = ModelMetrics {
+            provider: provider.to_owned(),
+            duration: self
+                .llm_duration
+                .get_or_create(&ModelLabels {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                })
+                .clone(),
+            succeeded: self
+                .llm_requests
+                .get_or_create(&LlmLabels {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                    outcome: "ok".to_owned(),
+                })
+                .clone(),
+            prompt_tokens: token_series("prompt"),
+            completion_tokens: token_series("completion"),
+        };
+        count(&series);
+        let mut models = self.models.write();
+        if models.len() < MAX_MODELS_AT_HAND {
+            models.insert(model.to_owned(), series);
         }
-        self.tokens_today
-            .inc_by(i64::try_from(prompt + completion).unwrap_or(i64::MAX));
     }
 }
 

@@ -547,3 +547,44 @@ async fn a_user_deleted_while_the_provider_answers_gets_a_404_and_nothing_is_kep
         "{left:?}"
     );
 }
+
+/// `/metrics` counts the provider's calls by model and outcome, their
+/// durations, and the tokens each model spent.
+#[tokio::test]
+async fn calls_to_the_provider_and_their_tokens_are_counted_by_model() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake).await;
+    let account = app.account("counted@example.com").await;
+    let id = app.conversation(&account, "qa_info").await;
+    let turn = |model: &'static str| {
+        let form = app
+            .chat_form(&id, "qa_info", "How do I test this?")
+            .text("llm_model", model);
+        app.chat(&account.token, form)
+    };
+    assert_eq!(turn("fake-small").await.status(), 200);
+    assert_eq!(turn("fake-small").await.status(), 200);
+    assert_eq!(turn("fake-large").await.status(), 200);
+    fake.set(Behaviour::Fail);
+    assert_eq!(turn("fake-small").await.status(), 502);
+
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for line in [
+        "magdi_llm_requests_total{provider=\"openai\",model=\"fake-small\",outcome=\"ok\"} 2",
+        "magdi_llm_requests_total{provider=\"openai\",model=\"fake-small\",outcome=\"error\"} 1",
+        "magdi_llm_requests_total{provider=\"openai\",model=\"fake-large\",outcome=\"ok\"} 1",
+        "magdi_llm_request_duration_seconds_count{provider=\"openai\",model=\"fake-small\"} 3",
+        "magdi_llm_request_duration_seconds_count{provider=\"openai\",model=\"fake-large\"} 1",
+        // The fake provider reports 11 prompt and 7 completion tokens a call.
+        "magdi_llm_tokens_total{model=\"fake-small\",kind=\"prompt\"} 22",
+        "magdi_llm_tokens_total{model=\"fake-small\",kind=\"completion\"} 14",
+        "magdi_llm_tokens_total{model=\"fake-large\",kind=\"prompt\"} 11",
+        "magdi_llm_tokens_total{model=\"fake-large\",kind=\"completion\"} 7",
+        "magdi_tokens_today 54",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
