@@ -4,12 +4,10 @@
 
 use std::marker::PhantomData;
 
-use poem::web::Multipart;
-use poem::{FromRequest, Request, RequestBody};
+use poem::{Request, RequestBody};
 use poem_openapi::registry::{MetaRequest, Registry};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
-use tokio::io::AsyncReadExt;
 
 use super::error::ApiError;
 use crate::state::AppState;
@@ -110,11 +108,19 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
         )));
     }
 
-    let multipart = <Multipart as FromRequest>::from_request(req, body)
-        .await
-        .map_err(|_| {
+    // multer itself, on the body's own chunks: poem's wrapper parsed the
+    // content type a second time and copied the body through two adapters.
+    let boundary = req
+        .content_type()
+        .and_then(|content_type| multer::parse_boundary(content_type).ok())
+        .ok_or_else(|| {
             ApiError::bad_request("bad_request", "The multipart form could not be read.")
         })?;
+    let stream = body
+        .take()
+        .map_err(|_| ApiError::bad_request("bad_request", "The multipart form could not be read."))?
+        .into_bytes_stream();
+    let multipart = multer::Multipart::new(stream, boundary);
     let staging = Staging::new(&settings.data_dir, limits);
     // Every wait on the client is bounded, so a trickled body cannot hold a
     // task (and a staging folder) forever.
@@ -128,7 +134,7 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
 
 /// Reads the form's parts: text fields into memory, files into `staging`.
 async fn read_parts(
-    mut multipart: Multipart,
+    mut multipart: multer::Multipart<'static>,
     mut staging: Staging,
     patience: Option<std::time::Duration>,
 ) -> Result<Form, ApiError> {
@@ -142,7 +148,7 @@ async fn read_parts(
     };
 
     let mut fields_seen = 0usize;
-    while let Some(field) = within(patience, multipart.next_field())
+    while let Some(mut field) = within(patience, multipart.next_field())
         .await?
         .map_err(|_| broken())?
     {
@@ -158,45 +164,50 @@ async fn read_parts(
         if is_file_field(&name) {
             let Some(file_name) = file_name.filter(|n: &String| !n.trim().is_empty()) else {
                 // An empty file input sends a part with no name and no bytes.
-                let mut rest = Vec::new();
-                within(
-                    patience,
-                    field.into_async_read().take(1).read_to_end(&mut rest),
-                )
-                .await?
-                .map_err(|_| broken())?;
-                if rest.is_empty() {
-                    continue;
+                while let Some(chunk) = within(patience, field.chunk())
+                    .await?
+                    .map_err(|_| broken())?
+                {
+                    if !chunk.is_empty() {
+                        return Err(ApiError::bad_request(
+                            "invalid_upload",
+                            "Every file needs a file name.",
+                        ));
+                    }
                 }
-                return Err(ApiError::bad_request(
-                    "invalid_upload",
-                    "Every file needs a file name.",
-                ));
+                continue;
             };
-            let mut reader = field.into_async_read();
             let (tmp, mut writer) = staging.begin_file()?;
             let mut buffer = Vec::with_capacity(WRITE_BATCH);
             let mut too_large = false;
-            loop {
-                buffer.clear();
-                let n = within(
-                    patience,
-                    (&mut reader)
-                        .take(WRITE_BATCH as u64)
-                        .read_to_end(&mut buffer),
-                )
-                .await?
-                .map_err(|_| broken())?;
-                if n == 0 {
+            let mut done = false;
+            while !done {
+                // Gathers the chunks as they come into batches for the disk.
+                while buffer.len() < WRITE_BATCH {
+                    match within(patience, field.chunk())
+                        .await?
+                        .map_err(|_| broken())?
+                    {
+                        Some(chunk) => buffer.extend_from_slice(&chunk),
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                if buffer.is_empty() {
                     break;
                 }
+                let n = buffer.len();
                 let chunk = std::mem::take(&mut buffer);
-                let (returned_writer, returned_chunk, outcome) = crate::blocking::run(move || {
-                    let outcome = writer.write_chunk(&chunk);
-                    (writer, chunk, outcome)
-                })
-                .await;
+                let (returned_writer, mut returned_chunk, outcome) =
+                    crate::blocking::run(move || {
+                        let outcome = writer.write_chunk(&chunk);
+                        (writer, chunk, outcome)
+                    })
+                    .await;
                 writer = returned_writer;
+                returned_chunk.clear();
                 buffer = returned_chunk;
                 match outcome {
                     Ok(()) => uploaded += n as u64,
@@ -222,19 +233,16 @@ async fn read_parts(
                 MAX_FIELD_BYTES
             };
             let mut value = Vec::new();
-            within(
-                patience,
-                field
-                    .into_async_read()
-                    .take(cap + 1)
-                    .read_to_end(&mut value),
-            )
-            .await?
-            .map_err(|_| broken())?;
-            if value.len() as u64 > cap {
-                return Err(ApiError::too_large(format!(
-                    "The field {name} is longer than {cap} bytes."
-                )));
+            while let Some(chunk) = within(patience, field.chunk())
+                .await?
+                .map_err(|_| broken())?
+            {
+                if (value.len() + chunk.len()) as u64 > cap {
+                    return Err(ApiError::too_large(format!(
+                        "The field {name} is longer than {cap} bytes."
+                    )));
+                }
+                value.extend_from_slice(&chunk);
             }
             let value = String::from_utf8(value).map_err(|_| {
                 ApiError::bad_request(

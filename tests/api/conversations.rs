@@ -739,3 +739,58 @@ async fn a_model_no_longer_offered_gives_way_to_the_default_and_says_so() {
     let usage = app.usage(&account.token).await;
     assert_eq!(usage["by_model"][0]["llm_model"], "builtin");
 }
+
+/// A form that arrives in many small pieces, boundaries and all cut at odd
+/// places, is read whole: a text field split across pieces, and a file larger
+/// than one write to disk, arrive byte for byte.
+#[tokio::test]
+async fn a_form_arriving_in_small_pieces_is_read_whole() {
+    let app = TestApp::spawn().await;
+    let account = app.account("pieces@example.com").await;
+    let id = app.conversation(&account, "test_generation").await;
+    let boundary = "piecesboundary";
+    let big: Vec<u8> = (0..700_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"conversation_id\"\r\n\r\n{id}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"small.txt\"\r\n\r\nsmall file\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"big.txt\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&big);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    // Pieces of 1 to 13 bytes for the first kilobyte, then of 4 KiB.
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    let mut size = 1;
+    while at < body.len() {
+        let len = if at < 1024 { size % 13 + 1 } else { 4096 };
+        let end = (at + len).min(body.len());
+        pieces.push(Ok::<_, std::io::Error>(body[at..end].to_vec()));
+        at = end;
+        size += 1;
+    }
+    let response = app
+        .client
+        .post(app.url("/conversation/upload"))
+        .bearer_auth(&account.token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["workspace_files"], 2);
+    assert_eq!(answer["workspace_bytes"], 10 + 700_000);
+    let workspace = app.data().join("workspaces").join(&id);
+    assert_eq!(std::fs::read(workspace.join("big.txt")).unwrap(), big);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("small.txt")).unwrap(),
+        "small file"
+    );
+}
