@@ -70,7 +70,8 @@ impl BearerAuth {
     /// The user as the account is now. A form's body may take minutes to
     /// arrive, and an account disabled, deleted or given a new password
     /// meanwhile is refused, as a new request would be; a new allowance
-    /// applies.
+    /// applies. A form that arrived within `RECHECK_AFTER` of the token
+    /// check is taken as checked.
     pub fn still_signed_in(&self, state: &AppState) -> Result<User, ApiError> {
         let then = &self.0.user;
         if self.0.checked_at.elapsed() < RECHECK_AFTER {
