@@ -110,16 +110,13 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
 
     // multer itself, on the body's own chunks: poem's wrapper parsed the
     // content type a second time and copied the body through two adapters.
+    let unreadable =
+        || ApiError::bad_request("bad_request", "The multipart form could not be read.");
     let boundary = req
         .content_type()
         .and_then(|content_type| multer::parse_boundary(content_type).ok())
-        .ok_or_else(|| {
-            ApiError::bad_request("bad_request", "The multipart form could not be read.")
-        })?;
-    let stream = body
-        .take()
-        .map_err(|_| ApiError::bad_request("bad_request", "The multipart form could not be read."))?
-        .into_bytes_stream();
+        .ok_or_else(unreadable)?;
+    let stream = body.take().map_err(|_| unreadable())?.into_bytes_stream();
     let multipart = multer::Multipart::new(stream, boundary);
     let staging = Staging::new(&settings.data_dir, limits);
     // Every wait on the client is bounded, so a trickled body cannot hold a
@@ -132,6 +129,21 @@ async fn read_form(req: &Request, body: &mut RequestBody) -> Result<Form, ApiErr
     }
 }
 
+/// A field's next piece of data; `None` once it has all arrived.
+async fn next_chunk(
+    field: &mut multer::Field<'static>,
+    patience: Option<std::time::Duration>,
+) -> Result<Option<bytes::Bytes>, ApiError> {
+    within(patience, field.chunk()).await?.map_err(|_| broken())
+}
+
+fn broken() -> ApiError {
+    ApiError::bad_request(
+        "bad_request",
+        "The multipart form is malformed or was cut off.",
+    )
+}
+
 /// Reads the form's parts: text fields into memory, files into `staging`.
 async fn read_parts(
     mut multipart: multer::Multipart<'static>,
@@ -140,12 +152,6 @@ async fn read_parts(
 ) -> Result<Form, ApiError> {
     let mut fields = Vec::new();
     let mut uploaded = 0u64;
-    let broken = || {
-        ApiError::bad_request(
-            "bad_request",
-            "The multipart form is malformed or was cut off.",
-        )
-    };
 
     let mut fields_seen = 0usize;
     while let Some(mut field) = within(patience, multipart.next_field())
@@ -164,10 +170,7 @@ async fn read_parts(
         if is_file_field(&name) {
             let Some(file_name) = file_name.filter(|n: &String| !n.trim().is_empty()) else {
                 // An empty file input sends a part with no name and no bytes.
-                while let Some(chunk) = within(patience, field.chunk())
-                    .await?
-                    .map_err(|_| broken())?
-                {
+                while let Some(chunk) = next_chunk(&mut field, patience).await? {
                     if !chunk.is_empty() {
                         return Err(ApiError::bad_request(
                             "invalid_upload",
@@ -179,47 +182,37 @@ async fn read_parts(
             };
             let (tmp, mut writer) = staging.begin_file()?;
             let mut buffer = Vec::with_capacity(WRITE_BATCH);
-            let mut too_large = false;
-            let mut done = false;
-            while !done {
-                // Gathers the chunks as they come into batches for the disk.
-                while buffer.len() < WRITE_BATCH {
-                    match within(patience, field.chunk())
-                        .await?
-                        .map_err(|_| broken())?
-                    {
-                        Some(chunk) => buffer.extend_from_slice(&chunk),
-                        None => {
-                            done = true;
-                            break;
+            // The chunks as they come, gathered into batches for the disk.
+            loop {
+                let chunk = next_chunk(&mut field, patience).await?;
+                let finished = chunk.is_none();
+                buffer.extend_from_slice(chunk.as_deref().unwrap_or_default());
+                if buffer.len() < WRITE_BATCH && !finished {
+                    continue;
+                }
+                if !buffer.is_empty() {
+                    let n = buffer.len();
+                    let batch = std::mem::take(&mut buffer);
+                    let (returned_writer, mut returned_batch, outcome) =
+                        crate::blocking::run(move || {
+                            let outcome = writer.write_chunk(&batch);
+                            (writer, batch, outcome)
+                        })
+                        .await;
+                    writer = returned_writer;
+                    returned_batch.clear();
+                    buffer = returned_batch;
+                    match outcome {
+                        Ok(()) => uploaded += n as u64,
+                        Err(WorkspaceError::TooLarge(_)) => {
+                            return Err(staging.too_large_message(&file_name).into());
                         }
+                        Err(err) => return Err(err.into()),
                     }
                 }
-                if buffer.is_empty() {
+                if finished {
                     break;
                 }
-                let n = buffer.len();
-                let chunk = std::mem::take(&mut buffer);
-                let (returned_writer, mut returned_chunk, outcome) =
-                    crate::blocking::run(move || {
-                        let outcome = writer.write_chunk(&chunk);
-                        (writer, chunk, outcome)
-                    })
-                    .await;
-                writer = returned_writer;
-                returned_chunk.clear();
-                buffer = returned_chunk;
-                match outcome {
-                    Ok(()) => uploaded += n as u64,
-                    Err(WorkspaceError::TooLarge(_)) => {
-                        too_large = true;
-                        break;
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            if too_large {
-                return Err(staging.too_large_message(&file_name).into());
             }
             staging = crate::blocking::run(move || {
                 let outcome = staging.finish_file(&file_name, tmp, writer);
@@ -233,10 +226,7 @@ async fn read_parts(
                 MAX_FIELD_BYTES
             };
             let mut value = Vec::new();
-            while let Some(chunk) = within(patience, field.chunk())
-                .await?
-                .map_err(|_| broken())?
-            {
+            while let Some(chunk) = next_chunk(&mut field, patience).await? {
                 if (value.len() + chunk.len()) as u64 > cap {
                     return Err(ApiError::too_large(format!(
                         "The field {name} is longer than {cap} bytes."
