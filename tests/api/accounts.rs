@@ -630,18 +630,11 @@ async fn a_form_still_arriving_when_its_user_is_disabled_is_refused() {
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"files[]\"; filename=\"a.py\"\r\n\r\nprint(1)\n\r\n--{boundary}--\r\n"
             );
         let (parts, body) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+        let pieces = futures_util::stream::unfold(body, |mut body| async move {
+            body.recv().await.map(|part| (part, body))
+        });
         let request = app
-            .client
-            .post(app.url(route))
-            .bearer_auth(&account.token)
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
-                body,
-                |mut body| async move { body.recv().await.map(|part| (part, body)) },
-            )))
+            .streamed_form(route, &account.token, boundary, pieces)
             .send();
         let sending = tokio::spawn(request);
         parts.send(Ok(head)).await.unwrap();

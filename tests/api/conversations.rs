@@ -769,17 +769,9 @@ async fn a_form_arriving_in_small_pieces_is_read_whole() {
         at = end;
         size += 1;
     }
+    let pieces = futures_util::stream::iter(pieces);
     let response = app
-        .client
-        .post(app.url("/conversation/upload"))
-        .bearer_auth(&account.token)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            pieces,
-        )))
+        .streamed_form("/conversation/upload", &account.token, boundary, pieces)
         .send()
         .await
         .unwrap();

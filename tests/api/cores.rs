@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{FakeProvider, post_for_json};
+use crate::support::{FakeProvider, log_in, post_for_json};
 
 /// The first CPU this process may run on, as `taskset -c` takes it.
 fn first_allowed_cpu() -> String {
@@ -120,14 +120,7 @@ async fn chats_at_once(base: &str, email: &str, turns: usize) {
         .await
         .unwrap();
     assert_eq!(registered.status(), 201);
-    let login = post_for_json(
-        &http,
-        &format!("{base}/login"),
-        None,
-        &serde_json::json!({"email": email, "password": password}),
-    )
-    .await;
-    let token = login["token"].as_str().unwrap().to_owned();
+    let token = log_in(&http, base, email, password).await;
 
     let mut turns_in_flight = Vec::new();
     for n in 0..turns {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{FakeProvider, post_for_json};
+use crate::support::{FakeProvider, log_in, post_for_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_at_any_level() {
@@ -74,14 +74,7 @@ async fn no_secret_reaches_the_log_at_any_level() {
             .status(),
         401
     );
-    let login = post_for_json(
-        &http,
-        &format!("{base}/login"),
-        None,
-        &serde_json::json!({"email": email, "password": password}),
-    )
-    .await;
-    let token = login["token"].as_str().unwrap().to_owned();
+    let token = log_in(&http, &base, email, password).await;
     let started = post_for_json(
         &http,
         &format!("{base}/start_conversation"),

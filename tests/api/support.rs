@@ -212,6 +212,30 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A multipart form to `route` whose body is sent piece by piece, as
+    /// `pieces` yields them; `boundary` is the one the pieces use.
+    pub fn streamed_form<S>(
+        &self,
+        route: &str,
+        token: &str,
+        boundary: &str,
+        pieces: S,
+    ) -> reqwest::RequestBuilder
+    where
+        S: futures_util::TryStream + Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        bytes::Bytes: From<S::Ok>,
+    {
+        self.client
+            .post(self.url(route))
+            .bearer_auth(token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(pieces))
+    }
+
     pub fn chat_form(&self, conversation_id: &str, category: &str, message: &str) -> Form {
         Form::new()
             .text("conversation_id", conversation_id.to_owned())
@@ -290,6 +314,19 @@ pub async fn post_for_json(
         request = request.bearer_auth(token);
     }
     request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Logs in to the server at `base` (a separate `magdi serve` process);
+/// answers the token.
+pub async fn log_in(http: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let login = post_for_json(
+        http,
+        &format!("{base}/login"),
+        None,
+        &serde_json::json!({"email": email, "password": password}),
+    )
+    .await;
+    login["token"].as_str().expect("a token").to_owned()
 }
 
 /// Asserts the JSON error shape and returns the `error` code.
