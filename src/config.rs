@@ -82,6 +82,9 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// How long a client may take to send a request's head.
     pub head_timeout: Duration,
+    /// How long a connection may sit between requests, nothing sent either
+    /// way, before it is closed.
+    pub idle_timeout: Duration,
     /// How long a JSON body may take, and how long any part of a form may stall.
     pub body_timeout: Duration,
     /// Serve the web UI from this folder instead of the embedded copy (development).
@@ -116,6 +119,7 @@ impl Settings {
             max_concurrent_turns_per_user: 4,
             cors_origins: Vec::new(),
             head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             body_timeout: Duration::from_secs(30),
             ui_dir: None,
         }

@@ -177,10 +177,12 @@ pub async fn serve(
         poem::listener::TcpAcceptor::from_tokio(listener).context("using the listener")?;
     let acceptor = http::slow_clients::GuardedAcceptor {
         inner: acceptor,
-        head_timeout: state.settings.head_timeout,
+        limits: http::slow_clients::Limits {
+            head: state.settings.head_timeout,
+            idle: state.settings.idle_timeout,
+        },
     };
     poem::Server::new_with_acceptor(acceptor)
-        .idle_timeout(std::time::Duration::from_secs(120))
         .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(30)))
         .await
         .context("serving HTTP")?;

@@ -253,6 +253,37 @@ async fn a_request_head_trickled_slowly_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_left_idle_is_closed_and_one_in_use_is_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = std::time::Duration::from_millis(600);
+    let app = TestApp::spawn_with(|s| s.idle_timeout = idle).await;
+    let mut conn = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let request = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = vec![0; 4096];
+
+    // Requests a little under the limit apart keep the connection open.
+    for _ in 0..3 {
+        conn.write_all(request).await.unwrap();
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        tokio::time::sleep(idle * 2 / 3).await;
+    }
+
+    // Then it idles past the limit: the server closes it, without a word.
+    let answered = std::time::Instant::now();
+    let n = tokio::time::timeout(idle * 5, conn.read(&mut buf))
+        .await
+        .expect("the idle connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(answered.elapsed() >= idle / 3, "{:?}", answered.elapsed());
+}
+
+#[tokio::test]
 async fn cors_answers_only_the_origins_named() {
     let app = TestApp::spawn_with(|s| s.cors_origins = vec!["https://qa.example.com".into()]).await;
     let allowed = app
