@@ -101,7 +101,8 @@ def main():
     succeeded = False
     try:
         provider_port = b.free_port()
-        procs.start("fake-provider", [b.FAKE_PROVIDER, "--port", provider_port])
+        procs.start("fake-provider", [b.FAKE_PROVIDER, "--port", provider_port],
+                    cpus=b.LOAD_CPUS)
         b.wait_until_answers(f"http://{b.HOST}:{provider_port}/v1/models")
         b.MAGDI = Path(args.magdi)
         magdi = b.Magdi(procs, workdir / "data")
@@ -112,7 +113,10 @@ def main():
                 "--jwt-secret", "bench-secret-not-for-production",
                 "--llm-base-url", f"http://{b.HOST}:{provider_port}/v1",
                 "--daily-token-limit", "1000000000000"]
-        magdi.proc = procs.start("magdi-callgrind", argv, env={"MAGDI_LOG": "warn"})
+        # On one core, as in the gateway benchmark: magdi then serves every
+        # request from one thread (valgrind runs one thread at a time anyway).
+        magdi.proc = procs.start("magdi-callgrind", argv, cpus=b.SUT_CPUS,
+                                 env={"MAGDI_LOG": "warn"})
         b.wait_until_answers(magdi.base + "/version", timeout=300, proc=magdi.proc)
         token = magdi.login_all()[0]
         conversations = [magdi.start_conversation(token) for _ in range(20)]
