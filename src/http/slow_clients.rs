@@ -34,7 +34,14 @@ enum Phase {
     Head { tail: [u8; 3] },
     /// The head is complete; the server answers next.
     Request,
+    /// HTTP/2 in the clear: requests go on side by side, with no heads to
+    /// time; the connection only ends when it idles.
+    Multiplexed,
 }
+
+/// How an HTTP/2 connection opens (its preface's first bytes, which a client
+/// sends in one piece).
+const HTTP2_PREFACE: &[u8] = b"PRI ";
 
 /// How long a connection may take, phase by phase.
 #[derive(Debug, Clone, Copy)]
@@ -75,11 +82,17 @@ impl<T> Guarded<T> {
         let tail = match self.phase {
             Phase::Request => return,
             Phase::Head { tail } => tail,
+            Phase::Idle | Phase::Multiplexed if bytes.is_empty() => return,
+            Phase::Multiplexed => {
+                self.since = Instant::now();
+                return;
+            }
             Phase::Idle => {
-                if bytes.is_empty() {
+                self.since = Instant::now();
+                if bytes.starts_with(HTTP2_PREFACE) {
+                    self.phase = Phase::Multiplexed;
                     return;
                 }
-                self.since = Instant::now();
                 [0; 3]
             }
         };
@@ -96,14 +109,13 @@ impl<T> Guarded<T> {
     /// not read again until the socket has something for it.
     fn wrote(&mut self, cx: &mut Context<'_>) {
         match self.phase {
-            Phase::Head { .. } => {}
-            Phase::Request | Phase::Idle => {
-                self.phase = Phase::Idle;
-                self.since = Instant::now();
-                // Not overdue: the idle time has only just begun.
-                let _ = self.poll_overdue(cx);
-            }
+            Phase::Head { .. } => return,
+            Phase::Request => self.phase = Phase::Idle,
+            Phase::Idle | Phase::Multiplexed => {}
         }
+        self.since = Instant::now();
+        // Not overdue: the idle time has only just begun.
+        let _ = self.poll_overdue(cx);
     }
 
     /// The deadline of the current phase; none while a request is answered.
@@ -111,7 +123,7 @@ impl<T> Guarded<T> {
         match self.phase {
             Phase::Request => None,
             Phase::Head { .. } => Some(self.since + self.limits.head),
-            Phase::Idle => Some(self.since + self.limits.idle),
+            Phase::Idle | Phase::Multiplexed => Some(self.since + self.limits.idle),
         }
     }
 
@@ -174,7 +186,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
             }
             Poll::Pending => match this.poll_overdue(cx) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(()) if this.phase == Phase::Idle => {
+                Poll::Ready(()) if matches!(this.phase, Phase::Idle | Phase::Multiplexed) => {
                     // Nothing to answer: the connection ends as if the client
                     // had closed it.
                     Poll::Ready(Ok(()))
@@ -293,6 +305,35 @@ mod tests {
         let mut guarded = Guarded::new(tokio::io::empty(), LIMITS);
         guarded.saw(b"GET / HTTP/1.1\r\nX: \r\r\n\n");
         assert!(matches!(guarded.phase, Phase::Head { tail } if &tail == b"\r\n\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_is_never_taken_for_a_slow_head_and_ends_when_idle() {
+        const FRAME: &[u8] = &[0, 0, 0, 4, 1, 0, 0, 0, 0];
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut guarded = Guarded::new(server, LIMITS);
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_some(&mut guarded).await.unwrap(), 24);
+        guarded.write_all(FRAME).await.unwrap();
+        // Frames, never a blank line, with pauses longer than a head may take.
+        for _ in 0..3 {
+            let (read, ()) = tokio::join!(read_some(&mut guarded), async {
+                tokio::time::sleep(LIMITS.head * 2).await;
+                client.write_all(FRAME).await.unwrap();
+            });
+            assert_eq!(read.unwrap(), FRAME.len());
+            guarded.write_all(FRAME).await.unwrap();
+        }
+        let answered = Instant::now();
+        assert_eq!(read_some(&mut guarded).await.unwrap(), 0);
+        assert!(
+            about(answered.elapsed(), LIMITS.idle),
+            "{:?}",
+            answered.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
