@@ -611,6 +611,33 @@ pub type SharedStore = Arc<Store>;
 mod tests {
     use super::*;
 
+    /// `.cargo/config.toml` sets how SQLite is built; a build without it
+    /// would still work, only slower.
+    #[test]
+    fn sqlite_is_built_without_global_locks_on_pages_and_allocations() {
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(options.contains(&"THREADSAFE=1".to_owned()), "{options:?}");
+        assert!(
+            options.contains(&"DEFAULT_MEMSTATUS=0".to_owned()),
+            "{options:?}"
+        );
+        assert!(
+            options.contains(&"OMIT_SHARED_CACHE".to_owned()),
+            "{options:?}"
+        );
+        assert!(
+            !options.contains(&"ENABLE_MEMORY_MANAGEMENT".to_owned()),
+            "{options:?}"
+        );
+    }
+
     fn wal_bytes(dir: &Path) -> u64 {
         std::fs::metadata(dir.join("magdi.db-wal")).map_or(0, |m| m.len())
     }
