@@ -58,8 +58,8 @@ pub struct Guarded<T> {
     inner: T,
     phase: Phase,
     limits: Limits,
-    /// When the current head began (`Head`), or the last byte went either
-    /// way (`Idle`).
+    /// When the current head began (`Head`), or when the last byte went
+    /// either way (`Idle`, `Multiplexed`).
     since: Instant,
     /// Fires at or before the deadline of the current phase.
     timer: Pin<Box<Sleep>>,
