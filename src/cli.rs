@@ -157,6 +157,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MAGDI_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_body_timeout_secs: u64,
 
+    /// Seconds a keep-alive connection may stay open with nothing sent
+    /// either way between requests.
+    #[arg(long, env = "MAGDI_IDLE_CONNECTION_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_connection_timeout_secs: u64,
+
     /// Origins allowed to call the API from a browser (CORS); none by default.
     #[arg(long, env = "MAGDI_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
@@ -226,6 +231,7 @@ impl ServeArgs {
         settings.cors_origins = self.cors_origin;
         settings.head_timeout = Duration::from_secs(self.request_head_timeout_secs);
         settings.body_timeout = Duration::from_secs(self.request_body_timeout_secs);
+        settings.idle_timeout = Duration::from_secs(self.idle_connection_timeout_secs);
         settings.ui_dir = self.ui_dir;
         Ok(settings)
     }
@@ -628,6 +634,7 @@ mod tests {
             "--llm-idle-timeout-secs",
             "--request-head-timeout-secs",
             "--request-body-timeout-secs",
+            "--idle-connection-timeout-secs",
             "--max-request-mb",
         ] {
             let refused = serve(&[flag, "0"]).unwrap_err();
@@ -639,6 +646,9 @@ mod tests {
         let settings = serve(&["--token-ttl-hours", "2", "--max-concurrent-turns", "1"]).unwrap();
         assert_eq!(settings.token_ttl.as_secs(), 7200);
         assert_eq!(settings.max_concurrent_turns_per_user, 1);
+        assert_eq!(settings.idle_timeout.as_secs(), 120);
+        let settings = serve(&["--idle-connection-timeout-secs", "75"]).unwrap();
+        assert_eq!(settings.idle_timeout.as_secs(), 75);
     }
 
     #[test]
